@@ -1,0 +1,90 @@
+"""What every benchmark shares: timing, the machine stamp, the Markdown table and --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+
+import ltfast
+
+
+def median_seconds(run: Callable[[], object], repeats: int = 7, warmup: int = 1) -> float:
+    """Median wall time of `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@dataclass
+class Row:
+    name: str
+    what: str
+    median_s: float
+    work: float  # bytes, images or samples handled per run, for the throughput column
+    ratio_to_reference: float = float("nan")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_stamp() -> str:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores, {device}; Python {platform.python_version()}, "
+        f"ltfast {ltfast.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
+        f"torch {torch.__version__}"
+    )
+
+
+def print_table(title: str, rows: list[Row], unit: str, scale: float, reference: str) -> None:
+    """Prints a Markdown table: time, throughput in `unit` (work / scale per second), ratio."""
+    print(f"\n### {title}\n\n{machine_stamp()}\n")
+    print(f"| name | what | median ms | {unit} | ratio to {reference} |")
+    print("|---|---|---:|---:|---:|")
+    for row in rows:
+        rate = row.work / row.median_s / scale if row.median_s == row.median_s else float("nan")
+        print(
+            f"| {row.name} | {row.what} | {row.median_s * 1e3:.1f} | {rate:,.2f} | "
+            f"{row.ratio_to_reference:.2f} |"
+        )
+
+
+def write_json(path: Path | None, rows: list[Row], ratio_key: str, **extra: object) -> None:
+    if path is None:
+        return
+    payload = [{**asdict(row), ratio_key: row.ratio_to_reference} for row in rows]
+    for item in payload:
+        del item["ratio_to_reference"]
+    Path(path).write_text(
+        json.dumps({"machine": machine_stamp(), **extra, "rows": payload}, indent=2) + "\n"
+    )
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    args = argparse.ArgumentParser(description=description)
+    args.add_argument("--repeats", type=int, default=7, help="timed runs per row (median)")
+    args.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    return args

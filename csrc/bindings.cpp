@@ -1,0 +1,177 @@
+// Python bindings: argument checks and conversions happen here, with the GIL held; the copy
+// loops in RecordReader run without it.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "record_reader.hpp"
+
+namespace py = pybind11;
+using ltfast::Layout;
+using ltfast::RecordReader;
+
+namespace {
+
+constexpr py::ssize_t kSide = 32;
+
+Layout parse_layout(const std::string& layout) {
+    if (layout == "NCHW") return Layout::NCHW;
+    if (layout == "NHWC") return Layout::NHWC;
+    throw py::value_error("layout must be 'NCHW' or 'NHWC', got '" + layout + "'");
+}
+
+std::vector<py::ssize_t> image_shape(py::ssize_t count, Layout layout) {
+    if (layout == Layout::NCHW) return {count, 3, kSide, kSide};
+    return {count, kSide, kSide, 3};
+}
+
+// A shape as Python prints it: (2, 3) or (2,).
+std::string shape_str(const py::array& array) {
+    std::string text = "(";
+    for (py::ssize_t d = 0; d < array.ndim(); ++d) {
+        text += (d > 0 ? ", " : "") + std::to_string(array.shape(d));
+    }
+    return text + (array.ndim() == 1 ? ",)" : ")");
+}
+
+// A private copy of the caller's indices: another Python thread cannot change them between
+// the bounds check and the copy loop.
+std::vector<std::int64_t> to_indices(const py::object& indices) {
+    py::array array = py::isinstance<py::array>(indices)
+                          ? py::reinterpret_borrow<py::array>(indices)
+                          : py::array(py::module_::import("numpy").attr("asarray")(indices));
+    if (array.ndim() != 1) {
+        throw py::value_error("indices must be a 1-D array, got shape " + shape_str(array));
+    }
+    if (array.size() == 0) return {};
+    const char kind = array.dtype().kind();
+    if (kind != 'i' && kind != 'u') {
+        throw py::type_error("indices must be integers, got dtype " +
+                             py::str(array.dtype()).cast<std::string>());
+    }
+    auto as_int64 = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(array);
+    return {as_int64.data(), as_int64.data() + as_int64.size()};
+}
+
+// The caller's buffer, checked rather than converted: a converted copy would silently drop
+// the writes.
+std::uint8_t* checked_out(const py::object& out, const std::vector<py::ssize_t>& shape) {
+    if (!py::isinstance<py::array>(out)) {
+        throw py::type_error("out must be a numpy.ndarray (for a torch tensor pass tensor.numpy()), got " +
+                             py::str(py::type::of(out)).cast<std::string>());
+    }
+    auto array = py::reinterpret_borrow<py::array>(out);
+    if (!array.dtype().is(py::dtype::of<std::uint8_t>())) {
+        throw py::type_error("out must have dtype uint8, got " +
+                             py::str(array.dtype()).cast<std::string>());
+    }
+    if (array.ndim() != static_cast<py::ssize_t>(shape.size()) ||
+        !std::equal(shape.begin(), shape.end(), array.shape())) {
+        throw py::value_error("out has shape " + shape_str(array) + ", expected " +
+                              shape_str(py::array(py::dtype::of<std::uint8_t>(), shape)));
+    }
+    if (!(array.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
+    if (!array.writeable()) throw py::value_error("out is read-only");
+    return static_cast<std::uint8_t*>(array.mutable_data());
+}
+
+py::array decode(const RecordReader& reader, const py::object& indices,
+                 const std::string& layout_name, const py::object& out, unsigned threads) {
+    const Layout layout = parse_layout(layout_name);
+    std::vector<std::int64_t> picked;
+    const bool all = indices.is_none();
+    if (!all) {
+        picked = to_indices(indices);
+        reader.check_indices(picked.data(), picked.size());
+    }
+    const auto count = static_cast<py::ssize_t>(all ? reader.size() : picked.size());
+    const auto shape = image_shape(count, layout);
+    py::array result = out.is_none() ? py::array_t<std::uint8_t>(shape)
+                                     : py::reinterpret_borrow<py::array>(out);
+    std::uint8_t* target = out.is_none() ? static_cast<std::uint8_t*>(result.mutable_data())
+                                         : checked_out(out, shape);
+    {
+        py::gil_scoped_release release;
+        reader.decode(all ? nullptr : picked.data(), count, layout, target, threads);
+    }
+    return result;
+}
+
+py::array_t<std::int64_t> to_array(const std::vector<std::int64_t>& values) {
+    return py::array_t<std::int64_t>(static_cast<py::ssize_t>(values.size()), values.data());
+}
+
+py::list path_strings(const RecordReader& reader) {
+    py::list result;
+    for (const auto& path : reader.paths()) result.append(path.string());
+    return result;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_ltfast, m) {
+    m.doc() = "ltfast's compiled core: memory-mapped CIFAR binary records";
+    m.attr("__version__") = LTFAST_VERSION;
+
+    py::register_exception_translator([](std::exception_ptr error) {
+        try {
+            if (error) std::rethrow_exception(error);
+        } catch (const ltfast::FileError& e) {
+            errno = e.errno_code;
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, e.path.c_str());
+        }
+    });
+
+    py::class_<RecordReader>(m, "RecordReader", R"doc(
+Records of CIFAR binary files, memory-mapped, as one sequence in the order given.
+
+label_bytes=1 reads CIFAR-10 (3073-byte records), label_bytes=2 CIFAR-100 (3074 bytes:
+coarse label, then fine label). Every file's size and every label are checked on opening.
+A reader pickles by its paths and reopens the files, so it can go to spawned workers.)doc")
+        .def(py::init<const std::vector<std::filesystem::path>&, int>(), py::arg("paths"),
+             py::arg("label_bytes") = 1)
+        .def(py::init([](const std::filesystem::path& path, int label_bytes) {
+                 return RecordReader({path}, label_bytes);
+             }),
+             py::arg("path"), py::arg("label_bytes") = 1)
+        .def("__len__", &RecordReader::size)
+        .def_property_readonly("label_bytes", &RecordReader::label_bytes)
+        .def_property_readonly("record_size", &RecordReader::record_size)
+        .def_property_readonly("paths", &path_strings, "The files, in record order.")
+        .def_property_readonly(
+            "labels", [](const RecordReader& r) { return to_array(r.labels()); },
+            "int64 labels (CIFAR-100: the fine label), a new array each time.")
+        .def_property_readonly(
+            "coarse_labels",
+            [](const RecordReader& r) {
+                if (r.label_bytes() == 1) {
+                    throw py::attribute_error("CIFAR-10 records (label_bytes=1) have no coarse label");
+                }
+                return to_array(r.coarse_labels());
+            },
+            "CIFAR-100's int64 coarse labels, a new array each time.")
+        .def("decode", &decode, py::arg("indices") = py::none(), py::arg("layout") = "NCHW",
+             py::arg("out") = py::none(), py::arg("threads") = 0u, R"doc(
+Images of all records, or of `indices` (any order, repeats allowed), as uint8.
+
+layout "NCHW" gives shape (N, 3, 32, 32), "NHWC" (N, 32, 32, 3). `out`, when given, must
+be a C-contiguous uint8 numpy array of exactly that shape; it is filled and returned.
+threads=0 picks a thread count from the request size; the bytes never depend on it.)doc")
+        .def("__repr__",
+             [](const RecordReader& r) {
+                 return "RecordReader(" + std::to_string(r.paths().size()) + " files, " +
+                        std::to_string(r.size()) + " records, label_bytes=" +
+                        std::to_string(r.label_bytes()) + ")";
+             })
+        .def(py::pickle(
+            [](const RecordReader& r) { return py::make_tuple(path_strings(r), r.label_bytes()); },
+            [](const py::tuple& state) {
+                return RecordReader(state[0].cast<std::vector<std::filesystem::path>>(),
+                                    state[1].cast<int>());
+            }));
+}

@@ -1,0 +1,262 @@
+"""The compiled reader against a plain-NumPy decoder, and every way its input can be wrong."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cifar_files import encoded_images, reference_decode, write_records
+
+from ltfast import RecordReader
+
+
+def nhwc(images: np.ndarray) -> np.ndarray:
+    return images.transpose(0, 2, 3, 1)
+
+
+def test_decodes_every_byte_of_several_files_in_order(cifar10_files):
+    reader = RecordReader(cifar10_files)
+    labels, images = reference_decode(cifar10_files, 1)
+    assert len(reader) == 88
+    np.testing.assert_array_equal(reader.labels, labels[:, 0])
+    assert reader.labels.dtype == np.int64
+    np.testing.assert_array_equal(reader.decode(), images)
+    np.testing.assert_array_equal(reader.decode(layout="NHWC"), nhwc(images))
+    # The encoding itself: bytes 0..2 of each image spell its global record index.
+    flat = reader.decode().reshape(88, -1).astype(np.int64)
+    np.testing.assert_array_equal(flat[:, 0] + 256 * flat[:, 1], np.arange(88))
+
+
+def test_cifar100_fine_and_coarse_labels(cifar100_file):
+    reader = RecordReader([cifar100_file], label_bytes=2)
+    labels, images = reference_decode([cifar100_file], 2)
+    assert reader.record_size == 3074
+    np.testing.assert_array_equal(reader.coarse_labels, labels[:, 0])
+    np.testing.assert_array_equal(reader.labels, labels[:, 1])
+    np.testing.assert_array_equal(reader.decode(layout="NHWC"), nhwc(images))
+
+
+def test_cifar10_has_no_coarse_labels(cifar10_files):
+    with pytest.raises(AttributeError, match="no coarse label"):
+        _ = RecordReader(cifar10_files[0]).coarse_labels
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_gather_with_repeats_any_order_into_reused_buffer(cifar10_files, layout):
+    reader = RecordReader(cifar10_files)
+    _, images = reference_decode(cifar10_files, 1)
+    expected = images if layout == "NCHW" else nhwc(images)
+    rng = np.random.default_rng(0)
+    out = np.zeros((64, *expected.shape[1:]), np.uint8)
+    for _ in range(5):
+        indices = rng.integers(0, len(reader), 64)
+        indices[:3] = indices[3]  # repeats
+        result = reader.decode(indices, layout=layout, out=out)
+        assert result is out
+        np.testing.assert_array_equal(out, expected[indices])
+
+
+def test_accepts_any_integer_index_sequence(cifar10_files):
+    reader = RecordReader(cifar10_files)
+    _, images = reference_decode(cifar10_files, 1)
+    for indices in (
+        [5, 0, 87],
+        np.array([5, 0, 87], np.int32),
+        np.array([5, 0, 87], np.uint16),
+        torch.tensor([5, 0, 87]),
+    ):
+        np.testing.assert_array_equal(reader.decode(indices), images[[5, 0, 87]])
+    assert reader.decode([]).shape == (0, 3, 32, 32)
+    assert reader.decode(np.array([], np.int64), layout="NHWC").shape == (0, 32, 32, 3)
+
+
+def test_thread_count_never_changes_the_bytes(tmp_path):
+    count = 3000  # 9 MB: large enough for several threads
+    labels = np.arange(count) % 10
+    path = write_records(tmp_path / "big.bin", [labels], encoded_images(0, count))
+    reader = RecordReader(path)
+    indices = np.random.default_rng(1).permutation(count)
+    for layout in ("NCHW", "NHWC"):
+        single = reader.decode(indices, layout=layout, threads=1)
+        for threads in (2, 3, 4, 0):
+            np.testing.assert_array_equal(
+                reader.decode(indices, layout=layout, threads=threads), single
+            )
+
+
+def test_torch_shares_the_decoded_array(cifar10_files):
+    images = RecordReader(cifar10_files).decode()
+    tensor = torch.from_numpy(images)
+    images[0, 0, 0, 0] = 123
+    assert tensor[0, 0, 0, 0] == 123
+
+
+def test_pickles_by_reopening_its_files(cifar10_files):
+    reader = RecordReader(cifar10_files)
+    clone = pickle.loads(pickle.dumps(reader))
+    assert clone.paths == [str(p) for p in cifar10_files]
+    np.testing.assert_array_equal(clone.decode(), reader.decode())
+    assert "88 records" in repr(clone)
+
+
+class ReaderDataset(torch.utils.data.Dataset):
+    def __init__(self, reader: RecordReader):
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.reader.decode([index])[0])
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_dataloader_workers_read_the_same_bytes(cifar10_files, start_method):
+    reader = RecordReader(cifar10_files)
+    loader = torch.utils.data.DataLoader(
+        ReaderDataset(reader),
+        batch_size=16,
+        num_workers=2,
+        multiprocessing_context=multiprocessing.get_context(start_method),
+    )
+    np.testing.assert_array_equal(torch.cat(list(loader)).numpy(), reader.decode())
+
+
+# ----- bad files ---------------------------------------------------------------------------
+
+
+def test_missing_file_raises_file_not_found_naming_it(tmp_path):
+    missing = tmp_path / "data_batch_9.bin"
+    with pytest.raises(FileNotFoundError) as error:
+        RecordReader([missing])
+    assert error.value.filename == str(missing)
+
+
+def test_directory_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match=f"{tmp_path} is a directory"):
+        RecordReader([tmp_path])
+
+
+def test_empty_file_is_rejected(tmp_path):
+    empty = tmp_path / "empty.bin"
+    empty.touch()
+    with pytest.raises(ValueError, match=r"empty\.bin is empty"):
+        RecordReader([empty])
+
+
+def test_truncated_file_names_file_size_and_record_size(tmp_path):
+    path = write_records(tmp_path / "cut.bin", [[1, 2]], encoded_images(0, 2))
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"cut.bin has 6141 bytes.*3073-byte CIFAR-10 record"):
+        RecordReader([path])
+
+
+def test_size_of_the_other_format_is_named(cifar10_files, cifar100_file):
+    with pytest.raises(ValueError, match="3074-byte CIFAR-100 record: open it with label_bytes=2"):
+        RecordReader([cifar100_file])
+    with pytest.raises(ValueError, match="3073-byte CIFAR-10 record: open it with label_bytes=1"):
+        RecordReader(cifar10_files, label_bytes=2)
+
+
+@pytest.mark.parametrize(
+    ("labels", "label_bytes", "message"),
+    [
+        ([[3, 10]], 1, "record 1 has label 10, expected 0..9"),
+        ([[19, 0], [99, 100]], 2, "record 1 has fine label 100, expected 0..99"),
+        ([[0, 20], [5, 5]], 2, "record 1 has coarse label 20, expected 0..19"),
+    ],
+)
+def test_out_of_range_label_names_file_record_and_value(tmp_path, labels, label_bytes, message):
+    path = write_records(tmp_path / "bad.bin", labels, encoded_images(0, 2))
+    with pytest.raises(ValueError, match=f"bad.bin: {message}"):
+        RecordReader([path], label_bytes=label_bytes)
+
+
+def test_bad_constructor_arguments(cifar10_files):
+    with pytest.raises(ValueError, match=r"label_bytes must be 1 .* or 2"):
+        RecordReader(cifar10_files, label_bytes=3)
+    with pytest.raises(ValueError, match="at least one file"):
+        RecordReader([])
+
+
+# ----- bad arguments -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", [88, -1, 2**40])
+def test_out_of_range_index_is_named(cifar10_files, index):
+    reader = RecordReader(cifar10_files)
+    with pytest.raises(IndexError, match=f"index {index} at position 1 is out of range for 88"):
+        reader.decode([0, index, 1])
+
+
+def test_bad_indices_and_layout(cifar10_files):
+    reader = RecordReader(cifar10_files)
+    with pytest.raises(TypeError, match="indices must be integers, got dtype float64"):
+        reader.decode([0.0, 1.0])
+    with pytest.raises(ValueError, match=r"1-D array, got shape \(2, 2\)"):
+        reader.decode([[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match="layout must be 'NCHW' or 'NHWC', got 'CHW'"):
+        reader.decode(layout="CHW")
+
+
+def test_out_buffer_is_checked_never_converted(cifar10_files):
+    reader = RecordReader(cifar10_files)
+    indices = [0, 1]
+    with pytest.raises(TypeError, match="dtype uint8, got float32"):
+        reader.decode(indices, out=np.zeros((2, 3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"shape \(2, 32, 32, 3\), expected \(2, 3, 32, 32\)"):
+        reader.decode(indices, out=np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        reader.decode(indices, out=np.zeros((2, 32, 32, 3), np.uint8).transpose(0, 3, 1, 2))
+    read_only = np.zeros((2, 3, 32, 32), np.uint8)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        reader.decode(indices, out=read_only)
+    with pytest.raises(
+        TypeError, match=r"numpy.ndarray \(for a torch tensor pass tensor.numpy\(\)\)"
+    ):
+        reader.decode(indices, out=torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_fuzz_random_files_and_indices_never_crash(tmp_path):
+    """Random sizes, bytes and indices: every outcome is a correct decode or a clean error."""
+    rng = np.random.default_rng(2024)
+    for trial in range(150):
+        label_bytes = int(rng.integers(1, 3))
+        record = 3072 + label_bytes
+        size = int(rng.choice([rng.integers(0, 4 * record), record * rng.integers(1, 5)]))
+        data = rng.integers(0, 256, size, dtype=np.uint8)
+        if rng.random() < 0.5 and size:  # mostly valid labels, so decoding gets exercised
+            labels = data[: size - size % record].reshape(-1, record)[:, :label_bytes]
+            labels %= 10
+        path = tmp_path / f"fuzz_{trial}.bin"
+        data.tofile(path)
+        try:
+            reader = RecordReader([path], label_bytes=label_bytes)
+        except ValueError:
+            continue
+        _, images = reference_decode([path], label_bytes)
+        indices = rng.integers(-3, len(reader) + 3, int(rng.integers(0, 10)))
+        if np.all((indices >= 0) & (indices < len(reader))):
+            np.testing.assert_array_equal(reader.decode(indices), images[indices])
+        else:
+            with pytest.raises(IndexError):
+                reader.decode(indices)
+
+
+# ----- real data ---------------------------------------------------------------------------
+
+
+def test_real_cifar10_classes_and_channel_means(real_cifar10_root: Path):
+    folder = real_cifar10_root / "cifar-10-batches-bin"
+    train = RecordReader([folder / f"data_batch_{i}.bin" for i in range(1, 6)])
+    test = RecordReader([folder / "test_batch.bin"])
+    np.testing.assert_array_equal(np.bincount(train.labels), [5000] * 10)
+    np.testing.assert_array_equal(np.bincount(test.labels), [1000] * 10)
+    images = train.decode()
+    means = images.reshape(len(train), 3, -1).mean(axis=(0, 2), dtype=np.float64) / 255
+    np.testing.assert_allclose(means, [0.4914, 0.4822, 0.4465], atol=5e-5)
