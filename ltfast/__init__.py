@@ -13,9 +13,22 @@ except ImportError as error:  # pragma: no cover - exercised only on a broken in
         "(or `pip install --no-build-isolation -e .` for development)"
     ) from error
 
+from ltfast.datasets import CIFAR10, CIFAR100, LongTailCIFAR10, LongTailCIFAR100
+from ltfast.samplers import ClassBalancedSampler, ProgressiveBalancedSampler, ShuffleSampler
+
 try:
     __version__ = version("ltfast")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = _core_version
 
-__all__ = ["RecordReader", "__version__"]
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "ClassBalancedSampler",
+    "LongTailCIFAR10",
+    "LongTailCIFAR100",
+    "ProgressiveBalancedSampler",
+    "RecordReader",
+    "ShuffleSampler",
+    "__version__",
+]
