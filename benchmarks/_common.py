@@ -88,3 +88,59 @@ def parser(description: str) -> argparse.ArgumentParser:
     args.add_argument("--repeats", type=int, default=7, help="timed runs per row (median)")
     args.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     return args
+
+
+def long_tail_cifar10(root: Path | None, scratch: Path) -> ltfast.LongTailCIFAR10:
+    """CIFAR-10-LT at imbalance 100 (12,406 images): from `root` when given, else from
+    synthetic CIFAR-10-sized files written to `scratch`."""
+    from ltfast.synthetic import random_cifar10
+
+    return ltfast.LongTailCIFAR10(root if root else random_cifar10(scratch).parent, imb_factor=0.01)
+
+
+class FieldDataset(torch.utils.data.Dataset):
+    """What the long-tail codebases do: NHWC uint8 in memory, a PIL image per item, then
+    torchvision transforms (IMBALANCECIFAR10 subclasses torchvision's CIFAR10)."""
+
+    def __init__(self, dataset: ltfast.LongTailCIFAR10, transform):
+        self.data = dataset.data.permute(0, 2, 3, 1).contiguous().numpy()
+        self.targets = dataset.targets
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.data[index])), self.targets[index]
+
+
+def field_transform():
+    from torchvision import transforms
+
+    from ltfast.augment import MEAN, STD
+
+    return transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
+
+
+def field_loader(dataset: ltfast.LongTailCIFAR10, probabilities, workers: int, batch_size=128):
+    """DataLoader + WeightedRandomSampler with per-sample weights p[y] / n[y]."""
+    weights = torch.from_numpy(
+        ltfast.kernels.sample_weights(np.asarray(dataset.targets), probabilities)
+    )
+    sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights))
+    return torch.utils.data.DataLoader(
+        FieldDataset(dataset, field_transform()),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )

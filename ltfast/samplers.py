@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from ltfast.kernels import ClassIndex, class_counts
+from ltfast.seeds import SAMPLER, derive_seed
 
 CONVENTIONS = ("t/T", "(t-1)/(T-1)")
 
@@ -36,12 +37,6 @@ def progressive_probabilities(counts: np.ndarray, ratio: float) -> np.ndarray:
     return (1 - ratio) * balanced_probabilities(counts, 1.0) + ratio * balanced_probabilities(
         counts, 0.0
     )
-
-
-def epoch_key(seed: int, epoch: int) -> int:
-    """A 64-bit stream key from (seed, epoch), well mixed so nearby epochs are unrelated."""
-    low, high = np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint32)
-    return int(low) | int(high) << 32
 
 
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -157,7 +152,7 @@ class _ClassSampler(_EpochSampler):
         raise NotImplementedError
 
     def global_indices(self) -> np.ndarray:
-        key = epoch_key(self.seed, self.epoch)
+        key = derive_seed(self.seed, self.epoch, SAMPLER)
         return self._index.draw(self.class_probabilities(), self.total_size, key)
 
 

@@ -7,6 +7,8 @@ decode path.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +55,65 @@ def write_cifar10(
 def random_cifar10(
     root: Path, train_size: int = 50_000, test_size: int = 10_000, seed: int = 0
 ) -> Path:
-    """CIFAR-10-sized files of uniform random pixels and labels (for benchmarks)."""
+    """CIFAR-10-sized files of uniform random pixels and balanced labels in random order
+    (for benchmarks)."""
     rng = np.random.default_rng(seed)
 
     def split(size: int) -> tuple[np.ndarray, np.ndarray]:
-        return rng.integers(0, 256, (size, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, size)
+        labels = rng.permutation(np.arange(size) % 10)
+        return rng.integers(0, 256, (size, 3, 32, 32), dtype=np.uint8), labels
 
     return write_cifar10(root, split(train_size), split(test_size))
+
+
+# One colour per class, far enough apart that a small network separates them in an epoch or
+# two, close enough (with the jitter below) that it must also read the stripes.
+PALETTE = np.array(
+    [
+        [0.85, 0.25, 0.25], [0.25, 0.75, 0.30], [0.25, 0.35, 0.85], [0.85, 0.80, 0.25],
+        [0.70, 0.30, 0.80], [0.25, 0.80, 0.80], [0.90, 0.55, 0.20], [0.55, 0.55, 0.55],
+        [0.45, 0.25, 0.15], [0.95, 0.60, 0.75],
+    ]
+)  # fmt: skip
+
+
+def learnable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3, 32, 32) uint8: class colour (jittered) times stripes of a class frequency and
+    orientation with random phase, plus pixel noise."""
+    count = len(labels)
+    y, x = np.mgrid[0:32, 0:32] / 32.0
+    angle = labels * (np.pi / 10) + rng.normal(0, 0.15, count)
+    frequency = 1.5 + (labels % 4) * 0.75
+    phase = rng.uniform(0, 2 * np.pi, count)
+    along = x[None] * np.cos(angle)[:, None, None] + y[None] * np.sin(angle)[:, None, None]
+    stripes = np.sin(2 * np.pi * frequency[:, None, None] * along + phase[:, None, None])
+    colour = PALETTE[labels] + rng.normal(0, 0.12, (count, 3))
+    image = colour[:, :, None, None] * (0.65 + 0.35 * stripes[:, None])
+    image += rng.normal(0, 0.08, image.shape)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def learnable_cifar10(root: Path, per_class: int = 500, seed: int = 0) -> Path:
+    """The built-in offline dataset: `root/synthetic-{per_class}-{seed}/` holding a balanced,
+    learnable 10-class set as CIFAR-10 binary files (`per_class` training and `per_class // 5`
+    test images per class). Written once, atomically; returns the data root."""
+    target = Path(root) / f"synthetic-{per_class}-{seed}"
+    if (target / FOLDER / TEST_FILE).is_file():
+        return target
+    rng = np.random.default_rng(seed)
+
+    def split(size: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.permutation(np.repeat(np.arange(10), size))
+        return learnable_images(labels, rng), labels
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=target.parent))
+    try:
+        write_cifar10(scratch, split(per_class), split(max(per_class // 5, 1)))
+        scratch.rename(target)
+    except OSError:
+        if not (target / FOLDER / TEST_FILE).is_file():  # not another process's finished copy
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target

@@ -1,0 +1,95 @@
+"""Training input throughput: ltfast's device loader against the field's DataLoader pipeline.
+
+    python benchmarks/loader.py [--root R] [--json PATH]
+
+One epoch of CIFAR-10-LT (12,406 images, imbalance 100) in batches of 128, delivered as
+normalised float tensors with random crop (4-pixel padding) and flip, progressive-balanced
+sampling. Ratios are images/s of ltfast's device loader over each row's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from _common import (
+    Row,
+    field_loader,
+    long_tail_cifar10,
+    median_seconds,
+    parser,
+    print_table,
+    write_json,
+)
+
+from ltfast import ProgressiveBalancedSampler, kernels
+from ltfast.loader import DeviceLoader, TorchLoader
+
+
+def consume(batches) -> None:
+    for images, _ in batches:
+        assert images.dtype == torch.float32 or images.dtype == torch.bfloat16
+
+
+def measure(dataset, device: torch.device, repeats: int) -> list[Row]:
+    sampler = ProgressiveBalancedSampler(dataset.targets, epochs=200)
+    sampler.set_epoch(100)
+    probabilities = sampler.class_probabilities()
+    device_loader = DeviceLoader(dataset.data, dataset.targets, 128, device, augment=True)
+    epochs = iter(range(10**9))
+    cases = [
+        (
+            "ltfast_device_loader",
+            f"DeviceLoader on {device.type}: gather + crop + flip + normalise",
+            lambda: consume(device_loader.batches(sampler, next(epochs))),
+        ),
+    ]
+    for workers in (0, 2):
+        torch_loader = TorchLoader(dataset, 128, device, augment=True, workers=workers)
+        cases.append(
+            (
+                f"ltfast_dataset_dataloader_{workers}w",
+                f"ltfast Dataset + DataLoader, v2 transforms on uint8 tensors, {workers} workers",
+                lambda loader=torch_loader: consume(loader.batches(sampler)),
+            )
+        )
+    for workers in (0, 2):
+        loader = field_loader(dataset, probabilities, workers)
+        cases.append(
+            (
+                f"torch_dataloader_{workers}w",
+                f"DataLoader, PIL + torchvision transforms, weighted sampler, {workers} workers",
+                lambda loader=loader: consume((x.to(device), y.to(device)) for x, y in loader),
+            )
+        )
+    rows = [
+        Row(name, what, median_seconds(run, repeats), len(dataset)) for name, what, run in cases
+    ]
+    for row in rows:
+        row.ratio_to_reference = row.median_s / rows[0].median_s
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = parser(__doc__.splitlines()[0])
+    args.add_argument("--root", type=Path, help="data root holding cifar-10-batches-bin/")
+    args.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = args.parse_args(argv)
+    kernels.warmup()
+    with tempfile.TemporaryDirectory() as scratch:
+        dataset = long_tail_cifar10(args.root, Path(scratch))
+        rows = measure(dataset, torch.device(args.device), args.repeats)
+    print_table(
+        "One epoch of CIFAR-10-LT training input (12,406 images)",
+        rows,
+        "images/s",
+        1,
+        "ltfast_device_loader (time)",
+    )
+    write_json(args.json, rows, "time_ratio_to_ltfast")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

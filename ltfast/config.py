@@ -1,0 +1,219 @@
+"""The training configuration: one typed dataclass, read from defaults, then an optional YAML
+file (`--config`), then command-line flags, and checked as a whole before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ltfast.longtail import IMB_TYPES
+from ltfast.models import DEPTHS
+from ltfast.samplers import CONVENTIONS
+
+DATASETS = ("cifar10", "cifar100", "synthetic")
+SAMPLERS = ("instance", "sqrt", "class", "pb")
+LOADERS = ("device", "torch")
+
+
+def option(default, description: str):
+    """A config field with its --help text."""
+    return field(default=default, metadata={"help": description})
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = option("cifar10", "cifar10, cifar100, or synthetic (generated, offline)")
+    data_root: str = option("data", "folder holding cifar-10-batches-bin/ or cifar-100-binary/")
+    download: bool = option(False, "download the official archive if the data is absent")
+    imb_factor: float = option(0.01, "n_min / n_max of the training set (0.01: imbalance 100)")
+    imb_type: str = option("exp", "long-tail profile: exp or step")
+    subset_seed: int = option(0, "seed of the standard long-tailed subset")
+    # model and optimisation (SPEC section 5)
+    model: str = option("resnet32", "resnet20, resnet32, resnet44, resnet56 or resnet110")
+    epochs: int = option(200, "training epochs")
+    batch_size: int = option(128, "images per step")
+    lr: float = option(0.1, "peak learning rate (SGD)")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(2e-4, "L2 weight decay")
+    warmup_epochs: int = option(5, "linear learning-rate warm-up epochs")
+    lr_milestones: list[int] = field(
+        default_factory=lambda: [160, 180],
+        metadata={"help": "epochs at which the lr is multiplied by lr_decay"},
+    )
+    lr_decay: float = option(0.01, "factor applied at each milestone")
+    # tricks
+    mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha); 0 switches mixup off")
+    mixup_off_epochs: int = option(0, "no mixup in the final this many epochs")
+    label_smoothing: float = option(0.0, "label smoothing epsilon")
+    sampler: str = option(
+        "instance", "instance (shuffle), sqrt, class or pb (progressive-balanced)"
+    )
+    sampler_start_epoch: int = option(
+        0, "instance sampling before this epoch (deferred re-sampling)"
+    )
+    pb_convention: str = option("t/T", "progressive-balanced schedule: t/T or (t-1)/(T-1)")
+    # machinery
+    loader: str = option("device", "device (batched on the training device) or torch (DataLoader)")
+    workers: int = option(2, "DataLoader workers for --loader torch")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    amp: bool = option(False, "bf16 autocast")
+    compile: bool = option(False, "torch.compile the model")
+    seed: int = option(0, "seed of initialisation, sampling, augmentation and mixup")
+    synthetic_size: int = option(
+        500, "synthetic training images per class (balanced, before long-tail)"
+    )
+    out: str = option("runs/latest", "run folder for the config, metrics and summary")
+    overwrite: bool = option(False, "replace a run folder that already holds a run")
+    quiet: bool = option(False, "no progress bars")
+
+    @property
+    def num_classes(self) -> int:
+        return 100 if self.dataset == "cifar100" else 10
+
+
+def _choice(value, allowed) -> str | None:
+    return None if value in allowed else f"must be one of {', '.join(allowed)}, got {value!r}"
+
+
+def problems(config: TrainConfig) -> list[str]:
+    """Every invalid field, as 'field: what is wrong'."""
+    c = config
+    checks = {
+        "dataset": _choice(c.dataset, DATASETS),
+        "imb_factor": None if 0 < c.imb_factor <= 1 else f"must be in (0, 1], got {c.imb_factor}",
+        "imb_type": _choice(c.imb_type, IMB_TYPES),
+        "model": _choice(c.model, DEPTHS),
+        "epochs": None if c.epochs >= 1 else f"must be >= 1, got {c.epochs}",
+        "batch_size": None if c.batch_size >= 2 else f"must be >= 2, got {c.batch_size}",
+        "lr": None if c.lr > 0 else f"must be > 0, got {c.lr}",
+        "momentum": None if 0 <= c.momentum < 1 else f"must be in [0, 1), got {c.momentum}",
+        "weight_decay": None if c.weight_decay >= 0 else f"must be >= 0, got {c.weight_decay}",
+        "warmup_epochs": None if c.warmup_epochs >= 0 else f"must be >= 0, got {c.warmup_epochs}",
+        "lr_milestones": None
+        if all(m > 0 for m in c.lr_milestones) and c.lr_milestones == sorted(set(c.lr_milestones))
+        else f"must be increasing positive epochs, got {c.lr_milestones}",
+        "lr_decay": None if 0 < c.lr_decay <= 1 else f"must be in (0, 1], got {c.lr_decay}",
+        "mixup_alpha": None if c.mixup_alpha >= 0 else f"must be >= 0, got {c.mixup_alpha}",
+        "mixup_off_epochs": None
+        if 0 <= c.mixup_off_epochs <= c.epochs
+        else f"must be in 0..epochs ({c.epochs}), got {c.mixup_off_epochs}",
+        "label_smoothing": None
+        if 0 <= c.label_smoothing < 1
+        else f"must be in [0, 1), got {c.label_smoothing}",
+        "sampler": _choice(c.sampler, SAMPLERS),
+        "sampler_start_epoch": None
+        if 0 <= c.sampler_start_epoch < c.epochs
+        else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.sampler_start_epoch}",
+        "pb_convention": _choice(c.pb_convention, CONVENTIONS),
+        "loader": _choice(c.loader, LOADERS),
+        "workers": None if c.workers >= 0 else f"must be >= 0, got {c.workers}",
+        "device": None
+        if c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:")
+        else f"must be auto, cpu, cuda or cuda:N, got {c.device!r}",
+        "seed": None if c.seed >= 0 else f"must be >= 0, got {c.seed}",
+        "subset_seed": None
+        if 0 <= c.subset_seed < 2**32
+        else f"must be in [0, 2**32), got {c.subset_seed}",
+        "synthetic_size": None
+        if c.synthetic_size >= 1
+        else f"must be >= 1, got {c.synthetic_size}",
+    }
+    if (
+        c.sampler == "pb"
+        and c.pb_convention == "(t-1)/(T-1)"
+        and c.epochs - c.sampler_start_epoch < 2
+    ):
+        checks["pb_convention"] = "(t-1)/(T-1) needs at least 2 progressive-balanced epochs"
+    return [f"{name}: {message}" for name, message in checks.items() if message]
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    return list if typing.get_origin(hint) is list else hint
+
+
+def _coerce(name: str, value):
+    """A YAML value as the field's type, or a ValueError naming the field."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if name not in fields:
+        raise ValueError(f"unknown config field {name!r}; known: {', '.join(fields)}")
+    kind = _field_type(fields[name])
+    if kind is list:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{name}: expected a list of integers, got {value!r}")
+        return [_coerce_scalar(name, int, v) for v in value]
+    return _coerce_scalar(name, kind, value)
+
+
+def _coerce_scalar(name: str, kind: type, value):
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {value!r}")
+    return kind(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    args = argparse.ArgumentParser(
+        prog="python -m ltfast.train",
+        description="Train a CIFAR ResNet on long-tailed CIFAR. Precedence: defaults < "
+        "--config YAML < command-line flags.",
+    )
+    args.add_argument("--config", type=Path, help="YAML file of config fields")
+    args.add_argument("--resume", type=Path, help="run folder or checkpoint to continue")
+    for f in dataclasses.fields(TrainConfig):
+        flag, kind = "--" + f.name.replace("_", "-"), _field_type(f)
+        default = f.default_factory() if kind is list else f.default
+        help_text = f"{f.metadata['help']} (default: {default})"
+        common = {"dest": f.name, "help": help_text, "default": argparse.SUPPRESS}
+        if kind is bool:
+            args.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        elif kind is list:
+            args.add_argument(flag, type=int, nargs="*", metavar="EPOCH", **common)
+        else:
+            args.add_argument(flag, type=kind, metavar=kind.__name__.upper(), **common)
+    return args
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping of field: value")
+    return {
+        key.replace("-", "_"): _coerce(key.replace("-", "_"), value)
+        for key, value in values.items()
+    }
+
+
+def resolve(
+    flags: dict, yaml_path: Path | None = None, base: TrainConfig | None = None
+) -> TrainConfig:
+    """`base` (defaults), updated by the YAML file, then by `flags`; checked."""
+    values = dataclasses.asdict(base or TrainConfig())
+    if yaml_path is not None:
+        values.update(load_yaml(yaml_path))
+    values.update(flags)
+    config = TrainConfig(**values)
+    found = problems(config)
+    if found:
+        raise ValueError("invalid configuration:\n  " + "\n  ".join(found))
+    return config
+
+
+def dump(config: TrainConfig, path: Path) -> None:
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))

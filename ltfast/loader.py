@@ -1,0 +1,137 @@
+"""Batch loaders for training and evaluation.
+
+`DeviceLoader` keeps a whole uint8 split on the training device (a CIFAR-10-LT training set is
+38 MB) and builds each batch there: one gather of the sampler's indices, then batched crop,
+flip and normalisation. `TorchLoader` is the usual Dataset + DataLoader + torchvision pipeline,
+kept for comparison (`--loader torch`). Both yield (images, labels) on the device.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms import v2
+
+from ltfast.augment import MEAN, STD, Normalize, random_crop_flip
+from ltfast.seeds import AUGMENT, derive_seed
+
+PADDING = 4
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class DeviceLoader:
+    """Batches of `images` (N, 3, 32, 32) uint8 gathered and augmented on `device`.
+
+    The augmentation's random numbers come from a generator seeded with (seed, epoch), so an
+    epoch's batches are reproducible. A final training batch of one image is dropped (batch
+    norm cannot train on it).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: list[int] | np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        augment: bool,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+    ):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        self.device = torch.device(device)
+        # Training images are stored zero-padded once, so a batch is one gather away from
+        # its random crops.
+        self.images = (
+            F.pad(images.to(self.device), (PADDING,) * 4) if augment else images.to(self.device)
+        )
+        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64).to(self.device)
+        self.batch_size, self.augment, self.seed = batch_size, augment, seed
+        self.normalize = Normalize(self.device, dtype, channels_last)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, sampler: Sampler | None = None, epoch: int = 0) -> Iterator[Batch]:
+        """One pass over `sampler.indices()` (or over all images in order)."""
+        if sampler is None:
+            order = torch.arange(len(self.images), device=self.device)
+        else:
+            order = torch.from_numpy(np.asarray(sampler.indices())).to(
+                self.device, non_blocking=True
+            )
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(derive_seed(self.seed, epoch, AUGMENT))
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            if self.augment and len(chosen) < 2:
+                break
+            images = self.images.index_select(0, chosen)
+            if self.augment:
+                images = random_crop_flip(images, generator, PADDING)
+            yield self.normalize(images), self.targets[chosen]
+
+
+def torchvision_transform(augment: bool) -> v2.Compose:
+    """The field's per-image pipeline on a uint8 CHW tensor."""
+    steps = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if augment else []
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+
+
+class TorchLoader:
+    """A torch DataLoader over an ltfast Dataset with torchvision transforms, for comparison.
+
+    Its augmentation draws from torch's global generator in the workers, so unlike
+    DeviceLoader it is not reproducible epoch by epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        device: torch.device,
+        augment: bool,
+        workers: int = 2,
+        channels_last: bool = False,
+    ):
+        self.dataset = copy.copy(dataset)
+        self.dataset.transform = torchvision_transform(augment)
+        self.batch_size, self.workers, self.augment = batch_size, workers, augment
+        self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._loaders: dict[int, DataLoader] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _loader(self, sampler: Sampler | None) -> DataLoader:
+        # One DataLoader per sampler object, with persistent workers: set_epoch on the sampler
+        # changes the draw without a rebuild.
+        key = id(sampler)
+        if key not in self._loaders:
+            self._loaders[key] = DataLoader(
+                self.dataset,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                num_workers=self.workers,
+                persistent_workers=self.workers > 0,
+                pin_memory=self.device.type == "cuda",
+                drop_last=False,
+            )
+        return self._loaders[key]
+
+    def batches(self, sampler: Sampler | None = None, epoch: int = 0) -> Iterator[Batch]:
+        del epoch  # the sampler carries the epoch
+        for images, labels in self._loader(sampler):
+            if self.augment and len(labels) < 2:
+                break
+            images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            yield images, labels.to(self.device, non_blocking=True)

@@ -1,0 +1,37 @@
+"""What the field reports: top-1, per-class and balanced accuracy, and many/medium/few-shot
+accuracy by training-set class size (> 100 many, < 20 few, the rest medium)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MANY_ABOVE = 100
+FEW_BELOW = 20
+
+
+def shot_groups(train_counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean class masks of the many-, medium- and few-shot groups."""
+    counts = np.asarray(train_counts)
+    many, few = counts > MANY_ABOVE, counts < FEW_BELOW
+    return {"many": many, "medium": ~many & ~few, "few": few}
+
+
+def classification_report(
+    predictions: np.ndarray, labels: np.ndarray, train_counts: np.ndarray
+) -> dict[str, object]:
+    """top1, balanced accuracy, per-class accuracy and group accuracies (None for a group
+    without classes). Accuracies are fractions in [0, 1]."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    num_classes = len(train_counts)
+    correct = np.bincount(labels, weights=predictions == labels, minlength=num_classes)
+    seen = np.bincount(labels, minlength=num_classes)
+    per_class = np.divide(correct, seen, out=np.full(num_classes, np.nan), where=seen > 0)
+    report: dict[str, object] = {
+        "test_top1": float((predictions == labels).mean()),
+        "test_balanced_acc": float(np.nanmean(per_class)),
+    }
+    for name, members in shot_groups(train_counts).items():
+        values = per_class[members & (seen > 0)]
+        report[name] = float(values.mean()) if values.size else None
+    report["per_class"] = [None if np.isnan(v) else float(v) for v in per_class]
+    return report

@@ -1,0 +1,201 @@
+"""The training CLI end to end on the synthetic set, its configuration and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ltfast.config import TrainConfig, resolve
+from ltfast.schedules import SamplingSchedule, lr_factor
+from ltfast.train import main
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = ["--dataset", "synthetic", "--synthetic-size", "100", "--quiet", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+def run(tmp_path: Path, data_root: Path, *flags: str) -> dict:
+    return main([*QUICK, "--data-root", str(data_root), "--out", str(tmp_path / "run"), *flags])
+
+
+def test_synthetic_run_learns_and_writes_its_folder(tmp_path, data_root):
+    summary = run(
+        tmp_path,
+        data_root,
+        "--epochs",
+        "5",
+        "--imb-factor",
+        "0.1",
+        "--warmup-epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+    )
+    assert summary["final"]["test_top1"] > 0.3  # chance is 0.1
+    out = tmp_path / "run"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    for key in (
+        "lr",
+        "train_loss",
+        "test_top1",
+        "test_balanced_acc",
+        "many",
+        "medium",
+        "few",
+        "per_class",
+        "images_per_s",
+        "epoch_s",
+    ):
+        assert key in records[0], key
+    assert records[0]["many"] is None  # 100 images per class at most: no class has > 100
+    assert len(records[0]["per_class"]) == 10
+    assert yaml.safe_load((out / "config.yaml").read_text())["epochs"] == 5
+    saved = json.loads((out / "summary.json").read_text())
+    assert (
+        saved["final"]["epoch"] == 5 and saved["best"]["test_top1"] >= saved["final"]["test_top1"]
+    )
+    assert saved["class_counts"] == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
+
+
+def test_tricks_and_the_torch_loader_run(tmp_path, data_root):
+    summary = run(
+        tmp_path,
+        data_root,
+        "--epochs",
+        "2",
+        "--mixup-alpha",
+        "1",
+        "--mixup-off-epochs",
+        "1",
+        "--label-smoothing",
+        "0.1",
+        "--sampler",
+        "pb",
+        "--sampler-start-epoch",
+        "1",
+        "--loader",
+        "torch",
+        "--workers",
+        "0",
+    )
+    assert np.isfinite(summary["final"]["train_loss"])
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["sampler"] for r in records] == ["ShuffleSampler", "ProgressiveBalancedSampler"]
+    np.testing.assert_allclose(records[1]["class_probabilities"], [0.1] * 10)  # t/T = 1/1
+
+
+def test_existing_run_is_not_overwritten(tmp_path, data_root, capsys):
+    run(tmp_path, data_root, "--epochs", "1")
+    with pytest.raises(SystemExit) as exit_:
+        run(tmp_path, data_root, "--epochs", "1")
+    assert (
+        exit_.value.code == 2 and "already holds a run; pass --overwrite" in capsys.readouterr().err
+    )
+    run(tmp_path, data_root, "--epochs", "1", "--overwrite")
+
+
+def test_diverging_loss_stops_with_a_message(tmp_path, data_root):
+    with pytest.raises(FloatingPointError, match=r"the training loss is .* the run diverged"):
+        run(tmp_path, data_root, "--epochs", "1", "--lr", "1e30", "--warmup-epochs", "0")
+
+
+def test_absent_data_says_how_to_get_it(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--data-root", str(tmp_path), "--out", str(tmp_path / "run")])
+    error = capsys.readouterr().err
+    assert "--download" in error and "--dataset synthetic" in error
+
+
+def test_invalid_values_are_all_named_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--epochs", "0", "--lr", "-1", "--sampler", "balanced", "--out", str(tmp_path / "x")])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2
+    for text in ("epochs: must be >= 1", "lr: must be > 0", "sampler: must be one of"):
+        assert text in error
+    assert not (tmp_path / "x").exists()
+
+
+def test_yaml_then_flags_override_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 30\nlr: 0.05\nlr-milestones: [10, 20]\nmixup_alpha: 1.0\n")
+    config = resolve({"lr": 0.2}, path)
+    assert (config.epochs, config.lr, config.lr_milestones, config.mixup_alpha) == (
+        30,
+        0.2,
+        [10, 20],
+        1.0,
+    )
+    assert config.batch_size == TrainConfig().batch_size
+    path.write_text("epochs: many\n")
+    with pytest.raises(ValueError, match="epochs: expected an integer, got 'many'"):
+        resolve({}, path)
+    path.write_text("epoch: 3\n")
+    with pytest.raises(ValueError, match="unknown config field 'epoch'"):
+        resolve({}, path)
+
+
+def test_help_lists_every_field(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for flag in (
+        "--mixup-alpha",
+        "--label-smoothing",
+        "--sampler-start-epoch",
+        "--imb-factor",
+        "--amp",
+        "--compile",
+        "--config",
+        "--lr-milestones",
+        "(default: 0.1)",
+    ):
+        assert flag in text
+
+
+def test_lr_schedule_is_the_recipes():
+    factors = [lr_factor(e, 5, [160, 180], 0.01) for e in range(200)]
+    assert factors[:6] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0]
+    assert factors[159] == 1.0 and factors[160] == 0.01 and factors[180] == pytest.approx(1e-4)
+
+
+def test_deferred_progressive_sampling_starts_at_t_equals_one():
+    config = TrainConfig(epochs=10, sampler="pb", sampler_start_epoch=6)
+    targets = np.repeat(np.arange(3), [30, 10, 5])
+    schedule = SamplingSchedule(config, targets, 3)
+    np.testing.assert_allclose(schedule.class_probabilities(5), [30 / 45, 10 / 45, 5 / 45])
+    counts = np.array([30, 10, 5])
+    expected = 0.75 * counts / 45 + 0.25 / 3  # epoch 6 is t = 1 of T = 4
+    np.testing.assert_allclose(schedule.class_probabilities(6), expected)
+    np.testing.assert_allclose(schedule.class_probabilities(9), [1 / 3] * 3)
+
+
+def test_cli_runs_from_the_repository_root():
+    """The flat-layout trap: `python -m ltfast.train` from the checkout imports the source
+    package, which must still find the installed compiled module."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ltfast.train", "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--sampler" in result.stdout
