@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,8 @@ class TrainConfig:
     out: str = option("runs/latest", "run folder for the config, metrics and summary")
     overwrite: bool = option(False, "replace a run folder that already holds a run")
     quiet: bool = option(False, "no progress bars")
+    tensorboard: bool = option(False, "also log scalars to OUT/tensorboard (needs tensorboard)")
+    save_draws: bool = option(False, "save each rank's epoch draw to OUT/draws/ (audits)")
 
     @property
     def num_classes(self) -> int:
@@ -130,7 +133,22 @@ def problems(config: TrainConfig) -> list[str]:
         and c.epochs - c.sampler_start_epoch < 2
     ):
         checks["pb_convention"] = "(t-1)/(T-1) needs at least 2 progressive-balanced epochs"
+    if c.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        checks["tensorboard"] = "the tensorboard package is not installed (pip install tensorboard)"
     return [f"{name}: {message}" for name, message in checks.items() if message]
+
+
+# A run resumed under another value of these would no longer be the same experiment.
+IDENTITY = ("dataset", "model", "imb_factor", "imb_type", "subset_seed", "synthetic_size", "seed")
+
+
+def incompatibilities(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    """The identity fields on which two configs differ, as 'field: saved -> wanted'."""
+    return [
+        f"{name}: {getattr(saved, name)!r} in the checkpoint, {getattr(wanted, name)!r} now"
+        for name in IDENTITY
+        if getattr(saved, name) != getattr(wanted, name)
+    ]
 
 
 def _field_type(f: dataclasses.Field) -> type:

@@ -9,12 +9,12 @@ kept for comparison (`--loader torch`). Both yield (images, labels) on the devic
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision.transforms import v2
 
 from ltfast.augment import MEAN, STD, Normalize, random_crop_flip
@@ -101,9 +101,11 @@ class TorchLoader:
         augment: bool,
         workers: int = 2,
         channels_last: bool = False,
+        subset: Sequence[int] | None = None,
     ):
-        self.dataset = copy.copy(dataset)
-        self.dataset.transform = torchvision_transform(augment)
+        transformed = copy.copy(dataset)
+        transformed.transform = torchvision_transform(augment)
+        self.dataset = transformed if subset is None else Subset(transformed, subset)
         self.batch_size, self.workers, self.augment = batch_size, workers, augment
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

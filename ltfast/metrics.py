@@ -1,5 +1,9 @@
 """What the field reports: top-1, per-class and balanced accuracy, and many/medium/few-shot
-accuracy by training-set class size (> 100 many, < 20 few, the rest medium)."""
+accuracy by training-set class size (> 100 many, < 20 few, the rest medium).
+
+Reports are built from per-class counts, which add up across ranks: summing the counts of
+every rank's shard gives exactly the one-process evaluation.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +20,24 @@ def shot_groups(train_counts: np.ndarray) -> dict[str, np.ndarray]:
     return {"many": many, "medium": ~many & ~few, "few": few}
 
 
-def classification_report(
-    predictions: np.ndarray, labels: np.ndarray, train_counts: np.ndarray
-) -> dict[str, object]:
-    """top1, balanced accuracy, per-class accuracy and group accuracies (None for a group
-    without classes). Accuracies are fractions in [0, 1]."""
+def class_counts(
+    predictions: np.ndarray, labels: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, seen) per class, int64."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)
-    num_classes = len(train_counts)
-    correct = np.bincount(labels, weights=predictions == labels, minlength=num_classes)
-    seen = np.bincount(labels, minlength=num_classes)
-    per_class = np.divide(correct, seen, out=np.full(num_classes, np.nan), where=seen > 0)
+    correct = np.bincount(labels[predictions == labels], minlength=num_classes)
+    return correct.astype(np.int64), np.bincount(labels, minlength=num_classes).astype(np.int64)
+
+
+def classification_report(
+    correct: np.ndarray, seen: np.ndarray, train_counts: np.ndarray
+) -> dict[str, object]:
+    """test_top1, test_balanced_acc, group accuracies (None for a group without classes)
+    and per_class, as fractions in [0, 1], from per-class (correct, seen) counts."""
+    correct, seen = np.asarray(correct, np.float64), np.asarray(seen)
+    per_class = np.divide(correct, seen, out=np.full(len(seen), np.nan), where=seen > 0)
     report: dict[str, object] = {
-        "test_top1": float((predictions == labels).mean()),
+        "test_top1": float(correct.sum() / seen.sum()),
         "test_balanced_acc": float(np.nanmean(per_class)),
     }
     for name, members in shot_groups(train_counts).items():

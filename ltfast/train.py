@@ -1,42 +1,64 @@
 """Train a CIFAR ResNet on long-tailed CIFAR: `python -m ltfast.train --help`.
 
 A run folder (`--out`) receives the resolved `config.yaml`, `metrics.jsonl` (one line per
-epoch) and `summary.json` (final and best epoch).
+epoch), `summary.json` (final and best epoch), checkpoints (`last.pt` every epoch, `best.pt`)
+and the report (`report.md` and PNG plots). Ctrl-C or SIGTERM finishes the current step,
+writes `last.pt` and exits; `--resume RUN_DIR` continues exactly where it stopped. Under
+`torchrun --nproc_per_node=N -m ltfast.train ...` it trains with DistributedDataParallel.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ltfast import kernels
-from ltfast.config import TrainConfig, dump, parser, resolve
+import ltfast
+from ltfast import checkpoint, distributed, kernels
+from ltfast.config import TrainConfig, dump, incompatibilities, parser, resolve
 from ltfast.datasets import LongTailCIFAR10, LongTailCIFAR100
+from ltfast.distributed import World
 from ltfast.loader import DeviceLoader, TorchLoader
 from ltfast.losses import draw_mixup, mixup, smoothed_targets, soft_cross_entropy
-from ltfast.metrics import FEW_BELOW, MANY_ABOVE, classification_report
+from ltfast.metrics import FEW_BELOW, MANY_ABOVE, class_counts, classification_report
 from ltfast.models import build_model
 from ltfast.schedules import SamplingSchedule, lr_factor
 from ltfast.seeds import MIXUP, derive_seed
 from ltfast.synthetic import learnable_cifar10
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
+RUN_FILES = (
+    "config.yaml",
+    "dataset.json",
+    "metrics.jsonl",
+    "summary.json",
+    "last.pt",
+    "best.pt",
+    "report.md",
+)
+CHECK_EVERY = 20  # steps between syncs that catch a diverged loss or a stop request
 
 
-def pick_device(name: str) -> torch.device:
+class Interrupted(Exception):
+    """Raised after the step during which a stop was requested."""
+
+
+def pick_device(name: str, world: World) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {name} was asked for, but torch sees no CUDA device")
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
     return device
 
 
@@ -58,12 +80,15 @@ def load_data(config: TrainConfig) -> tuple[LongTailCIFAR10, LongTailCIFAR10]:
     return train, test
 
 
-def make_loaders(config: TrainConfig, train, test, device: torch.device):
+def make_loaders(config: TrainConfig, train, test, device: torch.device, world: World):
+    """The training loader, and this rank's strided shard of the test split."""
     cuda = device.type == "cuda"
+    shard = slice(world.rank, None, world.size)
     if config.loader == "torch":
+        shard_indices = range(len(test))[shard]
         return (
             TorchLoader(train, config.batch_size, device, True, config.workers, cuda),
-            TorchLoader(test, 1000, device, False, config.workers, cuda),
+            TorchLoader(test, 1000, device, False, config.workers, cuda, shard_indices),
         )
     dtype = torch.bfloat16 if config.amp and cuda else torch.float32
     common = {"device": device, "dtype": dtype, "channels_last": cuda}
@@ -71,28 +96,18 @@ def make_loaders(config: TrainConfig, train, test, device: torch.device):
         DeviceLoader(
             train.data, train.targets, config.batch_size, augment=True, seed=config.seed, **common
         ),
-        DeviceLoader(test.data, test.targets, 1000, augment=False, **common),
+        DeviceLoader(test.data[shard], test.targets[shard], 1000, augment=False, **common),
     )
 
 
-def prepare_run_folder(config: TrainConfig) -> Path:
-    out = Path(config.out)
-    if (out / "metrics.jsonl").exists():
-        if not config.overwrite:
-            raise ValueError(f"out: {out} already holds a run; pass --overwrite to replace it")
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    dump(config, out / "config.yaml")
-    return out
-
-
 class Trainer:
-    """One model, its optimiser and data, trained epoch by epoch."""
+    """One model, its optimiser and data, and where the run stands (epoch, step, sums)."""
 
-    def __init__(self, config: TrainConfig):
-        self.config = config
-        self.device = pick_device(config.device)
+    def __init__(self, config: TrainConfig, world: World):
+        self.config, self.world = config, world
+        self.device = pick_device(config.device, world)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         torch.manual_seed(config.seed)
         kernels.warmup()
         self.train_set, self.test_set = load_data(config)
@@ -101,7 +116,8 @@ class Trainer:
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.step_model = torch.compile(model) if config.compile else model
+        wrapped = DistributedDataParallel(model) if world.distributed else model
+        self.step_model = torch.compile(wrapped) if config.compile else wrapped
         self.optimizer = torch.optim.SGD(
             model.parameters(),
             config.lr,
@@ -113,81 +129,153 @@ class Trainer:
             lambda e: lr_factor(e, config.warmup_epochs, config.lr_milestones, config.lr_decay),
         )
         self.train_loader, self.test_loader = make_loaders(
-            config, self.train_set, self.test_set, self.device
+            config, self.train_set, self.test_set, self.device, world
         )
-        self.sampling = SamplingSchedule(config, self.train_set.targets, self.num_classes)
+        self.sampling = SamplingSchedule(
+            config, self.train_set.targets, self.num_classes, world.size, world.rank
+        )
         self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=config.amp)
+        # Where the run stands: `step` steps of `epoch` are done, with these partial sums.
+        self.epoch, self.step, self.train_s = 0, 0, 0.0
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.seen = 0
+        self.records: list[dict] = []
+        self.stop_requested = False
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        config, device = self.config, self.device
+    # ----- checkpoints --------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "loss_sum": self.loss_sum.cpu(),
+            "seen": self.seen,
+            "train_s": self.train_s,
+            "records": self.records,
+            "rng": checkpoint.rng_state(),
+            "ltfast_version": ltfast.__version__,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step, self.train_s = state["epoch"], state["step"], state["train_s"]
+        self.loss_sum = state["loss_sum"].to(self.device)
+        self.seen = state["seen"]
+        self.records = state["records"]
+        checkpoint.set_rng_state(state["rng"])
+
+    # ----- one epoch ----------------------------------------------------------------------
+
+    def train_epoch(self) -> dict[str, float]:
+        """Trains the rest of the current epoch (from `self.step`); raises Interrupted when a
+        stop is requested, with the position saved in `self`."""
+        config, device, epoch = self.config, self.device, self.epoch
         self.model.train()
         mixing = config.mixup_alpha > 0 and epoch < config.epochs - config.mixup_off_epochs
         rng = np.random.default_rng(derive_seed(config.seed, epoch, MIXUP))
         generator = torch.Generator(device=device)
         generator.manual_seed(derive_seed(config.seed, epoch, MIXUP))
         sampler = self.sampling.sampler(epoch)
-        total, seen, start = torch.zeros((), device=device), 0, time.perf_counter()
+        self.save_draw(sampler)
         bar = tqdm(
-            total=len(sampler),
+            total=len(sampler) * self.world.size,
+            initial=self.seen,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             unit="img",
-            disable=config.quiet,
+            disable=config.quiet or not self.world.is_main,
             leave=False,
             file=sys.stderr,
         )
+        start = time.perf_counter()
         for step, (images, labels) in enumerate(self.train_loader.batches(sampler, epoch)):
             targets = smoothed_targets(labels, self.num_classes, config.label_smoothing)
-            if mixing:
+            if mixing:  # drawn for skipped steps too, so a resumed epoch draws the same
                 lam, permutation = draw_mixup(len(labels), config.mixup_alpha, rng, generator)
                 images, targets = mixup(images, targets, lam, permutation)
+            if step < self.step:
+                continue  # done before the interruption
             with self.autocast:
                 logits = self.step_model(images)
             loss = soft_cross_entropy(logits, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += loss.detach() * len(labels)
-            seen += len(labels)
-            bar.update(len(labels))
-            if step % 20 == 0:  # a sync every 20 steps to catch a diverged run early
-                check_finite(loss.item(), epoch, step)
+            self.loss_sum += loss.detach() * len(labels)
+            self.seen += len(labels) * self.world.size
+            self.step = step + 1
+            bar.update(len(labels) * self.world.size)
+            if step % CHECK_EVERY == 0:
+                check_finite(self.mean_of(loss.detach()), epoch, step)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            if distributed.any_rank(self.stop_requested, self.world, device):
+                self.train_s += time.perf_counter() - start
+                raise Interrupted
         bar.close()
-        mean_loss = (total / max(seen, 1)).item()
+        self.train_s += time.perf_counter() - start
+        mean_loss = self.mean_of(self.loss_sum) * self.world.size / max(self.seen, 1)
         check_finite(mean_loss, epoch, None)
-        elapsed = time.perf_counter() - start
-        return {"train_loss": mean_loss, "images_per_s": seen / elapsed, "train_s": elapsed}
+        return {
+            "train_loss": mean_loss,
+            "images_per_s": self.seen / self.train_s,
+            "train_s": self.train_s,
+        }
+
+    def mean_of(self, value: torch.Tensor) -> float:
+        """The mean over ranks of a scalar tensor."""
+        return distributed.all_sum(value.detach().clone(), self.world).item() / self.world.size
+
+    def save_draw(self, sampler) -> None:
+        if self.config.save_draws:
+            folder = Path(self.config.out) / "draws"
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / f"epoch{self.epoch}-rank{self.world.rank}.npy", sampler.indices())
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, object]:
+        """The report of the whole test split: each rank counts its shard, the counts add."""
         self.model.eval()
-        predictions, labels = [], []
-        for images, batch_labels in self.test_loader.batches():
+        correct = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
+        seen = torch.zeros_like(correct)
+        for images, labels in self.test_loader.batches():
             with self.autocast:
-                predictions.append(self.step_model(images).argmax(1))
-            labels.append(batch_labels)
+                predictions = self.step_model(images).argmax(1)
+            batch_correct, batch_seen = class_counts(
+                predictions.cpu().numpy(), labels.cpu().numpy(), self.num_classes
+            )
+            correct += torch.from_numpy(batch_correct).to(self.device)
+            seen += torch.from_numpy(batch_seen).to(self.device)
+        distributed.all_sum(correct, self.world)
+        distributed.all_sum(seen, self.world)
         return classification_report(
-            torch.cat(predictions).cpu().numpy(),
-            torch.cat(labels).cpu().numpy(),
-            self.train_set.class_counts,
+            correct.cpu().numpy(), seen.cpu().numpy(), self.train_set.class_counts
         )
 
-    def run_epoch(self, epoch: int) -> dict[str, object]:
-        start = time.perf_counter()
+    def run_epoch(self) -> dict[str, object]:
+        """Finishes the current epoch, evaluates, and moves the position to the next."""
+        epoch, start = self.epoch, time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        probabilities = self.sampling.class_probabilities(epoch)
-        stats = self.train_epoch(epoch)
+        stats = self.train_epoch()
         self.scheduler.step()
         report = self.evaluate()
-        return {
+        record = {
             "epoch": epoch + 1,
             "lr": lr,
             **stats,
             **report,
             "epoch_s": time.perf_counter() - start,
             "sampler": type(self.sampling.sampler(epoch)).__name__,
-            "class_probabilities": probabilities.tolist(),
+            "class_probabilities": self.sampling.class_probabilities(epoch).tolist(),
         }
+        self.records.append(record)
+        self.epoch, self.step, self.train_s, self.seen = epoch + 1, 0, 0.0, 0
+        self.loss_sum.zero_()
+        return record
 
 
 def check_finite(loss: float, epoch: int, step: int | None) -> None:
@@ -199,8 +287,41 @@ def check_finite(loss: float, epoch: int, step: int | None) -> None:
         )
 
 
-def summarize(records: list[dict], config: TrainConfig, wall_s: float, trainer: Trainer) -> dict:
+# ----- the run folder ---------------------------------------------------------------------
+
+
+def prepare_run_folder(config: TrainConfig, resuming: bool) -> Path:
+    out = Path(config.out)
+    if (out / "metrics.jsonl").exists() and not resuming:
+        if not config.overwrite:
+            raise ValueError(
+                f"out: {out} already holds a run; pass --overwrite to replace it, or --resume {out}"
+            )
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    dump(config, out / "config.yaml")
+    return out
+
+
+def describe_data(trainer: Trainer, path: Path) -> None:
+    """What the report needs to know of the data, beside the per-epoch metrics."""
+    data = {
+        "classes": trainer.train_set.classes,
+        "class_counts": trainer.train_set.class_counts.tolist(),
+        "train_images": len(trainer.train_set),
+        "test_images": len(trainer.test_set),
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_metrics(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def summarize(trainer: Trainer, wall_s: float) -> dict:
     keys = ("epoch", "test_top1", "test_balanced_acc", "many", "medium", "few", "train_loss")
+    records = trainer.records
     best = max(records, key=lambda r: r["test_top1"])
     return {
         "final": {k: records[-1][k] for k in keys},
@@ -211,13 +332,14 @@ def summarize(records: list[dict], config: TrainConfig, wall_s: float, trainer: 
         "class_counts": trainer.train_set.class_counts.tolist(),
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "device": str(trainer.device),
+        "processes": trainer.world.size,
         "wall_s": wall_s,
-        "config": asdict(config),
+        "config": dataclasses.asdict(trainer.config),
     }
 
 
 def percent(value: float | None) -> str:
-    return "   -  " if value is None else f"{100 * value:6.2f}"
+    return "    - " if value is None else f"{100 * value:6.2f}"
 
 
 def print_summary(summary: dict, out: Path) -> None:
@@ -225,10 +347,10 @@ def print_summary(summary: dict, out: Path) -> None:
     print(
         f"\n{config['model']} on {config['dataset']}-LT (imbalance {1 / config['imb_factor']:g}, "
         f"{config['imb_type']}), {summary['train_images']} training images, sampler "
-        f"{config['sampler']}, {config['epochs']} epochs on {summary['device']} in "
-        f"{summary['wall_s']:.0f} s"
+        f"{config['sampler']}, {config['epochs']} epochs on {summary['device']} "
+        f"x{summary['processes']} in {summary['wall_s']:.0f} s"
     )
-    print("              top-1  balanced   many  medium    few")
+    print("               top-1 balanced   many medium    few")
     for name in ("final", "best"):
         row = summary[name]
         cells = " ".join(
@@ -241,37 +363,130 @@ def print_summary(summary: dict, out: Path) -> None:
     )
 
 
-def train(config: TrainConfig) -> dict:
-    """Runs the whole training and returns the summary (also written to the run folder)."""
+class StopOnSignal:
+    """SIGINT / SIGTERM ask the trainer to stop after the current step; a second Ctrl-C
+    interrupts at once."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer, self.signal, self.previous = trainer, None, {}
+
+    def _handle(self, signum, frame) -> None:
+        self.trainer.stop_requested, self.signal = True, signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> StopOnSignal:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def train(config: TrainConfig, resume: dict | None = None) -> dict | None:
+    """Runs (or continues) the training; returns the summary, or None when interrupted."""
     start = time.perf_counter()
-    out = prepare_run_folder(config)
-    trainer = Trainer(config)
-    records = []
-    with open(out / "metrics.jsonl", "a") as log:
-        for epoch in range(config.epochs):
-            record = trainer.run_epoch(epoch)
-            records.append(record)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if not config.quiet:
-                print(
-                    f"epoch {record['epoch']:3}: loss {record['train_loss']:.4f}, top-1 "
-                    f"{100 * record['test_top1']:.2f}%, {record['images_per_s']:.0f} img/s",
-                    file=sys.stderr,
-                )
-    summary = summarize(records, config, time.perf_counter() - start, trainer)
+    world = distributed.init(use_cuda=pick_device(config.device, World()).type == "cuda")
+    try:
+        return _train(config, resume, world, start)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train(config: TrainConfig, resume: dict | None, world: World, start: float) -> dict | None:
+    out = prepare_run_folder(config, resume is not None) if world.is_main else Path(config.out)
+    trainer = Trainer(config, world)
+    if resume is not None:
+        trainer.load_state(resume)
+    if world.is_main:
+        write_metrics(out / "metrics.jsonl", trainer.records)  # drops lines past the checkpoint
+        describe_data(trainer, out / "dataset.json")
+    board = tensorboard_writer(config, out) if world.is_main else None
+    with StopOnSignal(trainer) as stop:
+        while trainer.epoch < config.epochs:
+            try:
+                record = trainer.run_epoch()
+            except Interrupted:
+                if world.is_main:
+                    checkpoint.save(trainer.state(), out / "last.pt")
+                    print(
+                        f"\nstopped at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint "
+                        f"written. Continue with: python -m ltfast.train --resume {out}",
+                        file=sys.stderr,
+                    )
+                sys.exit(128 + (stop.signal or signal.SIGINT))
+            if world.is_main:
+                end_of_epoch(trainer, record, out, board)
+    if not world.is_main:
+        return None
+    summary = summarize(trainer, time.perf_counter() - start)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, out)
+    from ltfast.report import write_report
+
+    write_report([out], out)
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict:
+def end_of_epoch(trainer: Trainer, record: dict, out: Path, board) -> None:
+    with open(out / "metrics.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
+    state = trainer.state()
+    checkpoint.save(state, out / "last.pt")
+    if record["test_top1"] >= max(r["test_top1"] for r in trainer.records):
+        checkpoint.save(state, out / "best.pt")
+    if board is not None:
+        for key in ("lr", "train_loss", "test_top1", "test_balanced_acc", "many", "medium", "few"):
+            if record[key] is not None:
+                board.add_scalar(key, record[key], record["epoch"])
+        board.flush()
+    if not trainer.config.quiet:
+        print(
+            f"epoch {record['epoch']:3}: loss {record['train_loss']:.4f}, top-1 "
+            f"{100 * record['test_top1']:.2f}%, {record['images_per_s']:.0f} img/s",
+            file=sys.stderr,
+        )
+
+
+def tensorboard_writer(config: TrainConfig, out: Path):
+    if not config.tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(out / "tensorboard")
+
+
+def resume_config(path: Path, flags: dict, yaml_path: Path | None) -> tuple[TrainConfig, dict]:
+    """The checkpoint's config updated by the YAML file and flags, and the checkpoint; refuses
+    changes that would make it another experiment."""
+    state = checkpoint.load(path)
+    saved = TrainConfig(**state["config"])
+    flags = {"out": str(checkpoint.locate(path).parent), **flags}
+    config = resolve(flags, yaml_path, base=saved)
+    differences = incompatibilities(saved, config)
+    if differences:
+        raise ValueError(
+            "cannot resume under another experiment's config:\n  " + "\n  ".join(differences)
+        )
+    if state["epoch"] >= config.epochs:
+        raise ValueError(
+            f"epochs: the checkpoint has finished {state['epoch']} of {config.epochs} epochs; "
+            f"pass a larger --epochs to train on"
+        )
+    return config, state
+
+
+def main(argv: list[str] | None = None) -> dict | None:
     args = parser()
     namespace = args.parse_args(argv)
     flags = {k: v for k, v in vars(namespace).items() if k not in ("config", "resume")}
     try:
-        config = resolve(flags, namespace.config)
-        return train(config)
+        if namespace.resume is not None:
+            config, state = resume_config(namespace.resume, flags, namespace.config)
+        else:
+            config, state = resolve(flags, namespace.config), None
+        return train(config, state)
     except (ValueError, FileNotFoundError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
 

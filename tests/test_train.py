@@ -69,6 +69,8 @@ def test_synthetic_run_learns_and_writes_its_folder(tmp_path, data_root):
         saved["final"]["epoch"] == 5 and saved["best"]["test_top1"] >= saved["final"]["test_top1"]
     )
     assert saved["class_counts"] == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
+    for name in ("report.md", "learning_curves.png", "last.pt", "best.pt", "dataset.json"):
+        assert (out / name).is_file(), name
 
 
 def test_tricks_and_the_torch_loader_run(tmp_path, data_root):

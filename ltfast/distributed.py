@@ -1,0 +1,59 @@
+"""torch.distributed under torchrun: process-group set-up and the reductions training needs.
+
+Without torchrun (no WORLD_SIZE > 1 in the environment) everything here is a no-op, so the
+same code runs on one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def init(use_cuda: bool) -> World:
+    """Joins the process group torchrun describes (NCCL on CUDA, gloo on the CPU)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
+    """The element-wise sum over ranks (in place; returned for chaining)."""
+    if world.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def any_rank(flag: bool, world: World, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any rank, so all ranks stop together."""
+    if not world.distributed:
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

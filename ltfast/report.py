@@ -1,0 +1,240 @@
+"""Reports of training runs: PNG plots and a Markdown summary, for one run or several side
+by side. `python -m ltfast.report RUN_DIR [RUN_DIR ...] [--out DIR]`.
+
+Everything is read from each run's `metrics.jsonl` (the source of truth) and `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ltfast.metrics import FEW_BELOW, MANY_ABOVE
+
+GROUPS = {"many": "-", "medium": "--", "few": ":"}
+
+
+@dataclass
+class Run:
+    name: str
+    config: dict
+    records: list[dict]
+    class_counts: np.ndarray  # training images per class
+
+
+def read_run(folder: Path) -> Run:
+    folder = Path(folder)
+    metrics = folder / "metrics.jsonl"
+    if not metrics.is_file():
+        raise FileNotFoundError(f"{folder} is not a run folder: it has no metrics.jsonl")
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    if not records:
+        raise ValueError(f"{metrics} holds no epochs yet")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    dataset = json.loads((folder / "dataset.json").read_text())
+    return Run(folder.resolve().name, config, records, np.array(dataset["class_counts"]))
+
+
+def _series(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
+    points = [(r["epoch"], r[key]) for r in run.records if r.get(key) is not None]
+    epochs, values = zip(*points, strict=True) if points else ((), ())
+    return np.array(epochs), np.array(values, dtype=float)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    for axes in figure.axes:
+        if axes.get_xlabel() == "epoch":
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def plot_class_distribution(runs: list[Run], path: Path) -> Path:
+    figure = Figure(figsize=(7, 4))
+    axes = figure.add_subplot()
+    for run in runs:
+        counts = run.class_counts
+        axes.plot(np.arange(len(counts)), counts, marker="o", label=run.name)
+    axes.set(
+        yscale="log", xlabel="class", ylabel="training images", title="Training class distribution"
+    )
+    axes.axhline(MANY_ABOVE, color="grey", lw=0.8, ls="--")
+    axes.axhline(FEW_BELOW, color="grey", lw=0.8, ls=":")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3, which="both")
+    return _save(figure, path)
+
+
+def plot_per_class_accuracy(runs: list[Run], path: Path) -> Path:
+    figure = Figure(figsize=(7, 4))
+    axes = figure.add_subplot()
+    for run in runs:
+        accuracy = np.array(run.records[-1]["per_class"], dtype=float) * 100
+        axes.scatter(
+            run.class_counts, accuracy, label=f"{run.name} (epoch {run.records[-1]['epoch']})", s=18
+        )
+    axes.axvline(MANY_ABOVE, color="grey", lw=0.8, ls="--", label=f"many > {MANY_ABOVE}")
+    axes.axvline(FEW_BELOW, color="grey", lw=0.8, ls=":", label=f"few < {FEW_BELOW}")
+    axes.set(
+        xscale="log",
+        xlabel="training images of the class",
+        ylabel="test accuracy (%)",
+        title="Final per-class test accuracy against class size",
+        ylim=(-2, 102),
+    )
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_learning_curves(runs: list[Run], path: Path) -> Path:
+    figure = Figure(figsize=(13, 4))
+    loss, top1, groups = figure.subplots(1, 3)
+    for index, run in enumerate(runs):
+        colour = f"C{index}"
+        loss.plot(*_series(run, "train_loss"), color=colour, label=run.name)
+        epochs, values = _series(run, "test_top1")
+        top1.plot(epochs, values * 100, color=colour, label=f"{run.name} top-1")
+        epochs, values = _series(run, "test_balanced_acc")
+        top1.plot(epochs, values * 100, color=colour, ls=":", alpha=0.7)
+        for group, style in GROUPS.items():
+            epochs, values = _series(run, group)
+            if len(values):
+                groups.plot(
+                    epochs, values * 100, color=colour, ls=style, label=f"{run.name} {group}"
+                )
+    loss.set(title="Training loss", xlabel="epoch", yscale="log")
+    top1.set(title="Test top-1 (dotted: balanced)", xlabel="epoch", ylabel="%")
+    groups.set(
+        title=f"Many (> {MANY_ABOVE}) / medium / few (< {FEW_BELOW})", xlabel="epoch", ylabel="%"
+    )
+    for axes in (loss, top1, groups):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def plot_sampler_probabilities(runs: list[Run], path: Path) -> Path:
+    figure = Figure(figsize=(6 * len(runs), 4))
+    panels = np.atleast_1d(figure.subplots(1, len(runs)))
+    for axes, run in zip(panels, runs, strict=True):
+        epochs = np.array([r["epoch"] for r in run.records])
+        probabilities = np.array([r["class_probabilities"] for r in run.records])
+        colours = [f"C{c % 10}" for c in range(probabilities.shape[1])]
+        for cls in range(probabilities.shape[1]):
+            axes.plot(
+                epochs,
+                probabilities[:, cls],
+                color=colours[cls],
+                lw=1.2,
+                label=f"class {cls}" if probabilities.shape[1] <= 10 else None,
+            )
+        axes.set(
+            yscale="log",
+            xlabel="epoch",
+            ylabel="probability of drawing the class",
+            title=f"{run.name}: sampler {run.config['sampler']}",
+        )
+        axes.grid(alpha=0.3, which="both")
+        if probabilities.shape[1] <= 10:
+            axes.legend(fontsize=7, ncol=2)
+    return _save(figure, path)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def summary_markdown(runs: list[Run]) -> str:
+    lines = [
+        "# ltfast report",
+        "",
+        f"Test accuracy (%) on the balanced test set. Groups by training images per class: many "
+        f"> {MANY_ABOVE}, medium {FEW_BELOW}..{MANY_ABOVE}, few < {FEW_BELOW} ('-': no class in "
+        f"the group). 'Best' is the epoch with the highest test top-1, as most codebases report; "
+        f"the final epoch is the honest number.",
+        "",
+        "| run | epoch | top-1 | balanced | many | medium | few | best top-1 (epoch) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        final = run.records[-1]
+        best = max(run.records, key=lambda r: r["test_top1"])
+        cells = [
+            _percent(final[k]) for k in ("test_top1", "test_balanced_acc", "many", "medium", "few")
+        ]
+        lines.append(
+            f"| {run.name} | {final['epoch']}/{run.config['epochs']} | {' | '.join(cells)} | "
+            f"{_percent(best['test_top1'])} ({best['epoch']}) |"
+        )
+    keys = sorted({k for run in runs for k in run.config})
+    differing = [k for k in keys if len({json.dumps(run.config.get(k)) for run in runs}) > 1]
+    shared = [k for k in keys if k not in differing]
+    if differing:
+        lines += [
+            "",
+            "## Where the configs differ",
+            "",
+            "| field | " + " | ".join(r.name for r in runs) + " |",
+            "|---|" + "---|" * len(runs),
+        ]
+        lines += [
+            f"| {k} | " + " | ".join(str(r.config.get(k)) for r in runs) + " |" for k in differing
+        ]
+    lines += ["", "## Config" + (" (shared)" if len(runs) > 1 else ""), ""]
+    lines += [f"- {k}: {runs[0].config.get(k)}" for k in shared]
+    lines += ["", "## Plots", ""]
+    lines += [f"![{name}]({name}.png)" for name in PLOTS]
+    return "\n".join(lines) + "\n"
+
+
+PLOTS = {
+    "class_distribution": plot_class_distribution,
+    "per_class_accuracy": plot_per_class_accuracy,
+    "learning_curves": plot_learning_curves,
+    "sampler_probabilities": plot_sampler_probabilities,
+}
+
+
+def write_report(folders: list[Path], out: Path) -> list[Path]:
+    """Writes report.md and the PNG plots of the runs in `folders` to `out`."""
+    runs = [read_run(folder) for folder in folders]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [plot(runs, out / f"{name}.png") for name, plot in PLOTS.items()]
+    (out / "report.md").write_text(summary_markdown(runs))
+    return [*written, out / "report.md"]
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    args = argparse.ArgumentParser(
+        prog="python -m ltfast.report",
+        description="Plots and a Markdown table for one or several ltfast run folders.",
+    )
+    args.add_argument("runs", nargs="+", type=Path, help="run folders (holding metrics.jsonl)")
+    args.add_argument(
+        "--out",
+        type=Path,
+        help="where to write (default: the run folder, or ./report for several runs)",
+    )
+    namespace = args.parse_args(argv)
+    out = namespace.out or (namespace.runs[0] if len(namespace.runs) == 1 else Path("report"))
+    try:
+        written = write_report(namespace.runs, out)
+    except (FileNotFoundError, ValueError) as error:
+        args.exit(2, f"{args.prog}: error: {error}\n")
+    for path in written:
+        print(path)
+    return written
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""torchrun with two CPU processes (gloo): strided shards of one draw, metrics written once
+and equal to a one-process evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ltfast import checkpoint
+from ltfast.config import TrainConfig
+from ltfast.distributed import World
+from ltfast.schedules import SamplingSchedule
+from ltfast.train import Trainer, load_data
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ddp")
+    out = root / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "ltfast.train", "--dataset", "synthetic", "--synthetic-size", "40",
+        "--imb-factor", "0.2", "--batch-size", "32", "--epochs", "2", "--warmup-epochs", "1",
+        "--sampler", "class", "--sampler-start-epoch", "1", "--save-draws", "--quiet",
+        "--data-root", str(root / "data"), "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def trainer_targets(config: TrainConfig) -> np.ndarray:
+    train, _ = load_data(config)
+    return np.asarray(train.targets)
+
+
+def test_ranks_take_disjoint_strides_of_the_one_process_draw(ddp_run):
+    config = TrainConfig(**yaml.safe_load((ddp_run / "config.yaml").read_text()))
+    counts = json.loads((ddp_run / "dataset.json").read_text())["class_counts"]
+    train_targets = trainer_targets(config)
+    assert np.bincount(train_targets, minlength=10).tolist() == counts
+    one_process = SamplingSchedule(config, train_targets, 10)
+    for epoch in range(2):
+        ranks = [np.load(ddp_run / "draws" / f"epoch{epoch}-rank{r}.npy") for r in range(2)]
+        assert len(ranks[0]) == len(ranks[1])
+        woven = np.empty(2 * len(ranks[0]), dtype=np.int64)
+        woven[0::2], woven[1::2] = ranks
+        draw = one_process.sampler(epoch).indices()
+        np.testing.assert_array_equal(woven[: len(draw)], draw)  # positions r::2 of one draw
+        padding = len(woven) - len(draw)
+        assert padding == len(draw) % 2
+
+
+def test_metrics_are_written_once_and_equal_one_process_evaluation(ddp_run):
+    records = [json.loads(x) for x in (ddp_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    config = TrainConfig(**yaml.safe_load((ddp_run / "config.yaml").read_text()))
+    trainer = Trainer(config, World())
+    trainer.model.load_state_dict(checkpoint.load(ddp_run)["model"])
+    report = trainer.evaluate()
+    assert report["per_class"] == records[-1]["per_class"]
+    assert report["test_top1"] == records[-1]["test_top1"]
+    assert sorted(p.name for p in ddp_run.iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]

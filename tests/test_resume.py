@@ -1,0 +1,132 @@
+"""Checkpoints: an interrupted and resumed run equals an uninterrupted one, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import ltfast.train
+from ltfast import checkpoint
+from ltfast.train import main
+
+TIMING = {"images_per_s", "train_s", "epoch_s"}
+
+
+def flags(data_root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset", "synthetic", "--synthetic-size", "40", "--imb-factor", "0.2", "--quiet",
+        "--batch-size", "32", "--epochs", "3", "--warmup-epochs", "1", "--lr", "0.05",
+        "--mixup-alpha", "1", "--mixup-off-epochs", "1", "--label-smoothing", "0.1",
+        "--sampler", "pb", "--sampler-start-epoch", "1",
+        "--data-root", str(data_root), "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def metrics(out: Path) -> list[dict]:
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(out)["model"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_root) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    main(flags(data_root, out))
+    return out
+
+
+def interrupt_at_step(monkeypatch, step: int) -> None:
+    """Sends this process SIGTERM during training step number `step` (counted from 1)."""
+    calls = {"n": 0}
+    original = ltfast.train.soft_cross_entropy
+
+    def counting(*args):
+        calls["n"] += 1
+        if calls["n"] == step:
+            signal.raise_signal(signal.SIGTERM)
+        return original(*args)
+
+    monkeypatch.setattr(ltfast.train, "soft_cross_entropy", counting)
+
+
+STEPS_PER_EPOCH = 7  # 199 training images in batches of 32
+
+
+@pytest.mark.parametrize("stop_step", [10, 15])  # inside epoch 2; just into epoch 3
+def test_sigterm_then_resume_equals_an_uninterrupted_run(
+    tmp_path, data_root, uninterrupted, monkeypatch, stop_step
+):
+    out = tmp_path / "interrupted"
+    interrupt_at_step(monkeypatch, stop_step)
+    with pytest.raises(SystemExit) as exit_:
+        main(flags(data_root, out))
+    assert exit_.value.code == 128 + signal.SIGTERM
+    state = checkpoint.load(out)
+    assert (state["epoch"], state["step"]) == divmod(stop_step, STEPS_PER_EPOCH)
+    monkeypatch.undo()
+    main(["--resume", str(out)])
+    assert metrics(out) == metrics(uninterrupted)
+    resumed, whole = weights(out), weights(uninterrupted)
+    assert resumed.keys() == whole.keys()
+    for name in whole:
+        assert torch.equal(resumed[name], whole[name]), name
+
+
+def test_resume_refuses_another_experiment(tmp_path, uninterrupted, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--resume", str(uninterrupted), "--model", "resnet20", "--imb-factor", "0.5"])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "model: 'resnet32' in the checkpoint, 'resnet20' now" in error
+    assert "imb_factor: 0.2 in the checkpoint, 0.5 now" in error
+
+
+def test_resume_of_a_finished_run_needs_more_epochs(uninterrupted, capsys):
+    with pytest.raises(SystemExit):
+        main(["--resume", str(uninterrupted)])
+    assert "finished 3 of 3 epochs; pass a larger --epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), "not a readable checkpoint"),
+        (lambda p: torch.save({"model": {}}, p), "was not written by ltfast"),
+        (lambda p: p.unlink(), "no checkpoint at"),
+    ],
+)
+def test_damaged_checkpoints_are_named(tmp_path, uninterrupted, capsys, damage, message):
+    copy = tmp_path / "last.pt"
+    copy.write_bytes((uninterrupted / "last.pt").read_bytes())
+    damage(copy)
+    with pytest.raises(SystemExit):
+        main(["--resume", str(copy)])
+    assert message in capsys.readouterr().err
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.save({"good": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def failing_save(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save({"bad": torch.zeros(3)}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
