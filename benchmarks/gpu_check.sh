@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The CUDA checks in one short run, for a machine with a GPU and ltfast installed:
+#   bash benchmarks/gpu_check.sh [OUT]
+# a few epochs on the synthetic set with --amp; resume on CUDA; --amp --compile; the loader
+# and train-step benchmarks on the GPU. Results (run folders, JSON tables) go to OUT.
+set -euo pipefail
+out=${1:-gpu-check}
+mkdir -p "$out"
+python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+common=(--dataset synthetic --data-root "$out/data" --quiet --overwrite)
+
+python -m ltfast.train "${common[@]}" --epochs 5 --amp --out "$out/amp"
+python -m ltfast.train "${common[@]}" --epochs 2 --amp --out "$out/resume"
+python -m ltfast.train --resume "$out/resume" --epochs 3 --quiet
+python -m ltfast.train "${common[@]}" --epochs 3 --amp --compile --out "$out/compile"
+python benchmarks/loader.py --device cuda --json "$out/loader.json"
+python benchmarks/train_step.py --device cuda --amp --steps 200 --json "$out/train_step.json"
