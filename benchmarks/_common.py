@@ -83,6 +83,14 @@ def write_json(path: Path | None, rows: list[Row], ratio_key: str, **extra: obje
     )
 
 
+def publish_time_ratios(title: str, rows: list[Row], json_path: Path | None) -> None:
+    """Rows timed against the first (ltfast's), as images/s with time ratios."""
+    for row in rows:
+        row.ratio_to_reference = row.median_s / rows[0].median_s
+    print_table(title, rows, "images/s", 1, f"{rows[0].name} (time)")
+    write_json(json_path, rows, "time_ratio_to_ltfast")
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     args = argparse.ArgumentParser(description=description)
     args.add_argument("--repeats", type=int, default=7, help="timed runs per row (median)")

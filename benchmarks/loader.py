@@ -19,8 +19,7 @@ from _common import (
     long_tail_cifar10,
     median_seconds,
     parser,
-    print_table,
-    write_json,
+    publish_time_ratios,
 )
 
 from ltfast import ProgressiveBalancedSampler, kernels
@@ -63,12 +62,9 @@ def measure(dataset, device: torch.device, repeats: int) -> list[Row]:
                 lambda loader=loader: consume((x.to(device), y.to(device)) for x, y in loader),
             )
         )
-    rows = [
+    return [
         Row(name, what, median_seconds(run, repeats), len(dataset)) for name, what, run in cases
     ]
-    for row in rows:
-        row.ratio_to_reference = row.median_s / rows[0].median_s
-    return rows
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -80,14 +76,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     with tempfile.TemporaryDirectory() as scratch:
         dataset = long_tail_cifar10(args.root, Path(scratch))
         rows = measure(dataset, torch.device(args.device), args.repeats)
-    print_table(
-        "One epoch of CIFAR-10-LT training input (12,406 images)",
-        rows,
-        "images/s",
-        1,
-        "ltfast_device_loader (time)",
-    )
-    write_json(args.json, rows, "time_ratio_to_ltfast")
+    publish_time_ratios("One epoch of CIFAR-10-LT training input (12,406 images)", rows, args.json)
     return rows
 
 

@@ -21,8 +21,7 @@ from _common import (
     long_tail_cifar10,
     median_seconds,
     parser,
-    print_table,
-    write_json,
+    publish_time_ratios,
 )
 
 from ltfast import ProgressiveBalancedSampler, kernels
@@ -118,16 +117,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 args.steps * 128,
             )
         )
-    for row in rows:
-        row.ratio_to_reference = row.median_s / rows[0].median_s
-    print_table(
-        f"ResNet-32 training, {args.steps} steps of 128",
-        rows,
-        "images/s",
-        1,
-        "ltfast_device_loader (time)",
-    )
-    write_json(args.json, rows, "time_ratio_to_ltfast")
+    publish_time_ratios(f"ResNet-32 training, {args.steps} steps of 128", rows, args.json)
     return rows
 
 

@@ -209,15 +209,11 @@ class _LongTail:
         )
 
     def extra_repr(self) -> str:
-        return "\n".join(
-            filter(
-                None,
-                [
-                    super().extra_repr(),
-                    f"Imbalance: {self.imb_type}, factor {self.imb_factor}, seed {self.seed}",
-                ],
-            )
-        )
+        lines = [
+            super().extra_repr(),
+            f"Imbalance: {self.imb_type}, factor {self.imb_factor}, seed {self.seed}",
+        ]
+        return "\n".join(line for line in lines if line)
 
 
 class LongTailCIFAR10(_LongTail, CIFAR10):
