@@ -60,14 +60,16 @@ def _save(figure: Figure, path: Path) -> Path:
 def plot_class_distribution(runs: list[Run], path: Path) -> Path:
     figure = Figure(figsize=(7, 4))
     axes = figure.add_subplot()
+    shared: dict[tuple[int, ...], list[str]] = {}  # runs on the same data share one line
     for run in runs:
-        counts = run.class_counts
-        axes.plot(np.arange(len(counts)), counts, marker="o", label=run.name)
+        shared.setdefault(tuple(run.class_counts.tolist()), []).append(run.name)
+    for counts, names in shared.items():
+        axes.plot(np.arange(len(counts)), counts, marker="o", label=", ".join(names))
     axes.set(
         yscale="log", xlabel="class", ylabel="training images", title="Training class distribution"
     )
-    axes.axhline(MANY_ABOVE, color="grey", lw=0.8, ls="--")
-    axes.axhline(FEW_BELOW, color="grey", lw=0.8, ls=":")
+    axes.axhline(MANY_ABOVE, color="grey", lw=0.8, ls="--", label=f"many > {MANY_ABOVE}")
+    axes.axhline(FEW_BELOW, color="grey", lw=0.8, ls=":", label=f"few < {FEW_BELOW}")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3, which="both")
     return _save(figure, path)
