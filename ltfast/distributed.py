@@ -50,6 +50,14 @@ def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     return tensor
 
 
+def share_buffers(module: torch.nn.Module, world: World) -> None:
+    """Gives every rank rank 0's buffers (batch-norm statistics), so all ranks hold the model
+    that rank 0 checkpoints."""
+    if world.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def any_rank(flag: bool, world: World, device: torch.device) -> bool:
     """True on every rank when `flag` is true on any rank, so all ranks stop together."""
     if not world.distributed:

@@ -239,12 +239,15 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, object]:
         """The report of the whole test split: each rank counts its shard, the counts add."""
+        # The bare model: DDP's forward would sync buffers, a collective that ranks with
+        # unequal test shards would not all join.
+        distributed.share_buffers(self.model, self.world)
         self.model.eval()
         correct = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
         seen = torch.zeros_like(correct)
         for images, labels in self.test_loader.batches():
             with self.autocast:
-                predictions = self.step_model(images).argmax(1)
+                predictions = self.model(images).argmax(1)
             batch_correct, batch_seen = class_counts(
                 predictions.cpu().numpy(), labels.cpu().numpy(), self.num_classes
             )
