@@ -20,15 +20,6 @@ def shot_groups(train_counts: np.ndarray) -> dict[str, np.ndarray]:
     return {"many": many, "medium": ~many & ~few, "few": few}
 
 
-def class_counts(
-    predictions: np.ndarray, labels: np.ndarray, num_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(correct, seen) per class, int64."""
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    correct = np.bincount(labels[predictions == labels], minlength=num_classes)
-    return correct.astype(np.int64), np.bincount(labels, minlength=num_classes).astype(np.int64)
-
-
 def classification_report(
     correct: np.ndarray, seen: np.ndarray, train_counts: np.ndarray
 ) -> dict[str, object]:

@@ -29,7 +29,7 @@ from ltfast.datasets import LongTailCIFAR10, LongTailCIFAR100
 from ltfast.distributed import World
 from ltfast.loader import DeviceLoader, TorchLoader
 from ltfast.losses import draw_mixup, mixup, smoothed_targets, soft_cross_entropy
-from ltfast.metrics import FEW_BELOW, MANY_ABOVE, class_counts, classification_report
+from ltfast.metrics import FEW_BELOW, MANY_ABOVE, classification_report
 from ltfast.models import build_model
 from ltfast.schedules import SamplingSchedule, lr_factor
 from ltfast.seeds import MIXUP, derive_seed
@@ -248,11 +248,8 @@ class Trainer:
         for images, labels in self.test_loader.batches():
             with self.autocast:
                 predictions = self.model(images).argmax(1)
-            batch_correct, batch_seen = class_counts(
-                predictions.cpu().numpy(), labels.cpu().numpy(), self.num_classes
-            )
-            correct += torch.from_numpy(batch_correct).to(self.device)
-            seen += torch.from_numpy(batch_seen).to(self.device)
+            correct += torch.bincount(labels[predictions == labels], minlength=self.num_classes)
+            seen += torch.bincount(labels, minlength=self.num_classes)
         distributed.all_sum(correct, self.world)
         distributed.all_sum(seen, self.world)
         return classification_report(
