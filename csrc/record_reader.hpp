@@ -41,7 +41,7 @@ public:
 
 private:
     void decode_range(const std::int64_t* indices, std::size_t begin, std::size_t end,
-                      Layout layout, std::uint8_t* out) const;
+                      Layout layout, bool streaming, std::uint8_t* out) const;
 
     int label_bytes_;
     std::vector<MappedFile> files_;
