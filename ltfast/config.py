@@ -75,10 +75,6 @@ class TrainConfig:
     tensorboard: bool = option(False, "also log scalars to OUT/tensorboard (needs tensorboard)")
     save_draws: bool = option(False, "save each rank's epoch draw to OUT/draws/ (audits)")
 
-    @property
-    def num_classes(self) -> int:
-        return 100 if self.dataset == "cifar100" else 10
-
 
 def _choice(value, allowed) -> str | None:
     return None if value in allowed else f"must be one of {', '.join(allowed)}, got {value!r}"

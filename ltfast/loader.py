@@ -57,9 +57,6 @@ class DeviceLoader:
         self.batch_size, self.augment, self.seed = batch_size, augment, seed
         self.normalize = Normalize(self.device, dtype, channels_last)
 
-    def __len__(self) -> int:
-        return len(self.images)
-
     def batches(self, sampler: Sampler | None = None, epoch: int = 0) -> Iterator[Batch]:
         """One pass over `sampler.indices()` (or over all images in order)."""
         if sampler is None:
@@ -110,9 +107,6 @@ class TorchLoader:
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._loaders: dict[int, DataLoader] = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
     def _loader(self, sampler: Sampler | None) -> DataLoader:
         # One DataLoader per sampler object, with persistent workers: set_epoch on the sampler

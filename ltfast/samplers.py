@@ -120,9 +120,6 @@ class ShuffleSampler(_EpochSampler):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
         return np.resize(order, self.total_size)
 
-    def class_probabilities(self) -> None:
-        return None
-
 
 class _ClassSampler(_EpochSampler):
     """Draws a class with the epoch's class probabilities, then a sample of it uniformly."""
