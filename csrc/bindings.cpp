@@ -6,6 +6,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -39,9 +40,36 @@ std::string shape_str(const py::array& array) {
     return text + (array.ndim() == 1 ? ",)" : ")");
 }
 
+// The reader behind `self`, or a clear error for one that was never opened: `__new__` without
+// `__init__`, or a `__setstate__` that failed, leaves no C++ object to read.
+const RecordReader& reader_of(py::handle self) {
+    auto* instance = reinterpret_cast<py::detail::instance*>(self.ptr());
+    auto holder = instance->get_value_and_holder();
+    if (!holder.holder_constructed()) {
+        throw py::value_error(
+            "this RecordReader was never opened (made by __new__, or its unpickling failed); "
+            "create it with RecordReader(paths, label_bytes)");
+    }
+    return *holder.value_ptr<RecordReader>();
+}
+
+// Indices beyond int64 (uint64 from 2**63 up) named with their true value, before the
+// conversion to int64 would wrap them to negative numbers.
+void check_uint64(const py::array& array, std::size_t records) {
+    auto values = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>::ensure(array);
+    for (py::ssize_t i = 0; i < values.size(); ++i) {
+        if (values.data()[i] > static_cast<std::uint64_t>(INT64_MAX)) {
+            throw py::index_error("index " + std::to_string(values.data()[i]) + " at position " +
+                                  std::to_string(i) + " is out of range for " +
+                                  std::to_string(records) + " records (valid: 0.." +
+                                  std::to_string(records - 1) + ")");
+        }
+    }
+}
+
 // A private copy of the caller's indices: another Python thread cannot change them between
 // the bounds check and the copy loop.
-std::vector<std::int64_t> to_indices(const py::object& indices) {
+std::vector<std::int64_t> to_indices(const py::object& indices, std::size_t records) {
     py::array array = py::isinstance<py::array>(indices)
                           ? py::reinterpret_borrow<py::array>(indices)
                           : py::array(py::module_::import("numpy").attr("asarray")(indices));
@@ -54,6 +82,7 @@ std::vector<std::int64_t> to_indices(const py::object& indices) {
         throw py::type_error("indices must be integers, got dtype " +
                              py::str(array.dtype()).cast<std::string>());
     }
+    if (kind == 'u' && array.itemsize() == 8) check_uint64(array, records);
     auto as_int64 = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(array);
     return {as_int64.data(), as_int64.data() + as_int64.size()};
 }
@@ -80,13 +109,14 @@ std::uint8_t* checked_out(const py::object& out, const std::vector<py::ssize_t>&
     return static_cast<std::uint8_t*>(array.mutable_data());
 }
 
-py::array decode(const RecordReader& reader, const py::object& indices,
-                 const std::string& layout_name, const py::object& out, unsigned threads) {
+py::array decode(py::handle self, const py::object& indices, const std::string& layout_name,
+                 const py::object& out, unsigned threads) {
+    const RecordReader& reader = reader_of(self);
     const Layout layout = parse_layout(layout_name);
     std::vector<std::int64_t> picked;
     const bool all = indices.is_none();
     if (!all) {
-        picked = to_indices(indices);
+        picked = to_indices(indices, reader.size());
         reader.check_indices(picked.data(), picked.size());
     }
     const auto count = static_cast<py::ssize_t>(all ? reader.size() : picked.size());
@@ -106,10 +136,16 @@ py::array_t<std::int64_t> to_array(const std::vector<std::int64_t>& values) {
     return py::array_t<std::int64_t>(static_cast<py::ssize_t>(values.size()), values.data());
 }
 
-py::list path_strings(const RecordReader& reader) {
+py::list path_strings(py::handle self) {
     py::list result;
-    for (const auto& path : reader.paths()) result.append(path.string());
+    for (const auto& path : reader_of(self).paths()) result.append(path.string());
     return result;
+}
+
+// A method of the reader behind `self`, checked by reader_of().
+template <typename Result>
+auto method(Result (*read)(const RecordReader&)) {
+    return [read](py::handle self) { return read(reader_of(self)); };
 }
 
 }  // namespace
@@ -122,8 +158,10 @@ PYBIND11_MODULE(_ltfast, m) {
         try {
             if (error) std::rethrow_exception(error);
         } catch (const ltfast::FileError& e) {
-            errno = e.errno_code;
-            PyErr_SetFromErrnoWithFilename(PyExc_OSError, e.path.c_str());
+            // OSError(errno, message, filename) picks the subclass (FileNotFoundError, ...).
+            py::object error = py::reinterpret_borrow<py::object>(PyExc_OSError)(
+                e.errno_code, e.what(), e.path.string());
+            PyErr_SetObject(PyExc_OSError, error.ptr());
         }
     });
 
@@ -139,21 +177,23 @@ A reader pickles by its paths and reopens the files, so it can go to spawned wor
                  return RecordReader({path}, label_bytes);
              }),
              py::arg("path"), py::arg("label_bytes") = 1)
-        .def("__len__", &RecordReader::size)
-        .def_property_readonly("label_bytes", &RecordReader::label_bytes)
-        .def_property_readonly("record_size", &RecordReader::record_size)
+        .def("__len__", method(+[](const RecordReader& r) { return r.size(); }))
+        .def_property_readonly("label_bytes",
+                               method(+[](const RecordReader& r) { return r.label_bytes(); }))
+        .def_property_readonly("record_size",
+                               method(+[](const RecordReader& r) { return r.record_size(); }))
         .def_property_readonly("paths", &path_strings, "The files, in record order.")
         .def_property_readonly(
-            "labels", [](const RecordReader& r) { return to_array(r.labels()); },
+            "labels", method(+[](const RecordReader& r) { return to_array(r.labels()); }),
             "int64 labels (CIFAR-100: the fine label), a new array each time.")
         .def_property_readonly(
             "coarse_labels",
-            [](const RecordReader& r) {
+            method(+[](const RecordReader& r) {
                 if (r.label_bytes() == 1) {
                     throw py::attribute_error("CIFAR-10 records (label_bytes=1) have no coarse label");
                 }
                 return to_array(r.coarse_labels());
-            },
+            }),
             "CIFAR-100's int64 coarse labels, a new array each time.")
         .def("decode", &decode, py::arg("indices") = py::none(), py::arg("layout") = "NCHW",
              py::arg("out") = py::none(), py::arg("threads") = 0u, R"doc(
@@ -163,13 +203,17 @@ layout "NCHW" gives shape (N, 3, 32, 32), "NHWC" (N, 32, 32, 3). `out`, when giv
 be a C-contiguous uint8 numpy array of exactly that shape; it is filled and returned.
 threads=0 picks a thread count from the request size; the bytes never depend on it.)doc")
         .def("__repr__",
-             [](const RecordReader& r) {
+             [](py::handle self) -> std::string {
+                 if (!py::detail::is_holder_constructed(self.ptr())) return "RecordReader(not opened)";
+                 const RecordReader& r = reader_of(self);
                  return "RecordReader(" + std::to_string(r.paths().size()) + " files, " +
                         std::to_string(r.size()) + " records, label_bytes=" +
                         std::to_string(r.label_bytes()) + ")";
              })
         .def(py::pickle(
-            [](const RecordReader& r) { return py::make_tuple(path_strings(r), r.label_bytes()); },
+            [](py::handle self) {
+                return py::make_tuple(path_strings(self), reader_of(self).label_bytes());
+            },
             [](const py::tuple& state) {
                 return RecordReader(state[0].cast<std::vector<std::filesystem::path>>(),
                                     state[1].cast<int>());

@@ -1,6 +1,7 @@
 #include "record_reader.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -162,6 +163,7 @@ RecordReader::RecordReader(const std::vector<std::filesystem::path>& paths, int 
         check_size(files_.back(), label_bytes);
     }
     for (const auto& file : files_) {
+        first_record_.push_back(records_.size());
         const std::size_t count = file.size() / record_size();
         for (std::size_t r = 0; r < count; ++r) {
             const std::uint8_t* record = file.data() + r * record_size();
@@ -196,8 +198,28 @@ void RecordReader::check_indices(const std::int64_t* indices, std::size_t count)
     }
 }
 
-void RecordReader::decode_range(const std::int64_t* indices, std::size_t begin, std::size_t end,
-                                Layout layout, bool streaming, std::uint8_t* out) const {
+bool RecordReader::label_matches(std::size_t record) const noexcept {
+    const std::uint8_t* pixels = records_[record];
+    if (pixels[-1] != labels_[record]) return false;
+    return label_bytes_ == 1 || pixels[-2] == coarse_labels_[record];
+}
+
+void RecordReader::throw_changed(std::size_t record) const {
+    const auto after = std::upper_bound(first_record_.begin(), first_record_.end(), record);
+    const auto file = static_cast<std::size_t>(after - first_record_.begin()) - 1;
+    const MappedFile& changed = files_[file];
+    changed.check_unchanged();  // names a size or time change when there is one
+    throw FileError(ESTALE, changed.path(),
+                    changed.path().string() + ": record " +
+                        std::to_string(record - first_record_[file]) +
+                        " no longer has the label read when the file was opened: the file was "
+                        "rewritten; open the dataset (or RecordReader) again");
+}
+
+std::size_t RecordReader::decode_range(const std::int64_t* indices, std::size_t begin,
+                                       std::size_t end, Layout layout, bool streaming,
+                                       std::uint8_t* out) const {
+    std::size_t mismatch = kAllMatch;
     for (std::size_t i = begin; i < end; ++i) {
         // Ask for a record a few places ahead while copying this one: random gathers jump
         // between records, which defeats the hardware prefetcher at every jump, and even in
@@ -205,7 +227,8 @@ void RecordReader::decode_range(const std::int64_t* indices, std::size_t begin, 
         if (i + kPrefetchDistance < end) {
             prefetch_record(records_[indices ? indices[i + kPrefetchDistance] : i + kPrefetchDistance]);
         }
-        const std::uint8_t* src = records_[indices ? indices[i] : i];
+        const std::size_t record = indices ? static_cast<std::size_t>(indices[i]) : i;
+        const std::uint8_t* src = records_[record];
         std::uint8_t* dst = out + i * kPixelBytes;
         if (layout == Layout::NHWC) {
             chw_to_hwc(src, dst, streaming);
@@ -214,12 +237,17 @@ void RecordReader::decode_range(const std::int64_t* indices, std::size_t begin, 
         } else {
             std::memcpy(dst, src, kPixelBytes);
         }
+        // The label bytes sit beside the pixels just read: checking them costs nothing
+        // measurable and catches a rewrite that kept the file's size and time stamp.
+        if (mismatch == kAllMatch && !label_matches(record)) mismatch = i;
     }
     if (streaming) finish_streaming();  // streaming stores are weakly ordered
+    return mismatch;
 }
 
 void RecordReader::decode(const std::int64_t* indices, std::size_t count, Layout layout,
                           std::uint8_t* out, unsigned threads) const {
+    for (const auto& file : files_) file.check_unchanged();
     if (threads == 0) {
         const std::size_t wanted = count * kPixelBytes / kBytesPerThread;
         // hardware_concurrency() reads /sys on every call: ask once.
@@ -231,28 +259,29 @@ void RecordReader::decode(const std::int64_t* indices, std::size_t count, Layout
     // Records are 3072 = 16 * 192 bytes, so an aligned `out` keeps every record aligned.
     const bool streaming = kHaveStreamingStores && count * kPixelBytes >= kStreamingBytes &&
                            reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
-    if (threads == 1) {
-        decode_range(indices, 0, count, layout, streaming, out);
-        return;
-    }
     // Each thread writes its own contiguous block of `out`, so the result cannot depend on
     // the thread count. If the OS refuses a thread, this thread decodes what is left.
     const std::size_t chunk = (count + threads - 1) / threads;
     std::vector<std::thread> workers;
+    std::vector<std::size_t> mismatches(threads, kAllMatch);
     std::size_t assigned = std::min(count, chunk);  // [0, chunk) stays with this thread
     try {
-        while (assigned < count) {
+        while (assigned < count && workers.size() + 1 < threads) {
             const std::size_t begin = assigned;
             const std::size_t end = std::min(count, begin + chunk);
-            workers.emplace_back(
-                [=] { decode_range(indices, begin, end, layout, streaming, out); });
+            std::size_t* mismatch = &mismatches[workers.size() + 1];
+            workers.emplace_back([=] {
+                *mismatch = decode_range(indices, begin, end, layout, streaming, out);
+            });
             assigned = end;
         }
     } catch (const std::system_error&) {
     }
-    decode_range(indices, 0, std::min(count, chunk), layout, streaming, out);
-    decode_range(indices, assigned, count, layout, streaming, out);
+    mismatches[0] = std::min(decode_range(indices, 0, std::min(count, chunk), layout, streaming, out),
+                             decode_range(indices, assigned, count, layout, streaming, out));
     for (auto& worker : workers) worker.join();
+    const std::size_t first = *std::min_element(mismatches.begin(), mismatches.end());
+    if (first != kAllMatch) throw_changed(indices ? static_cast<std::size_t>(indices[first]) : first);
 }
 
 }  // namespace ltfast

@@ -35,16 +35,25 @@ public:
 
     // Writes `count` images to `out` (count * 3072 bytes). `indices` == nullptr means records
     // 0..count-1. Indices must have passed check_indices(). threads == 0 picks a count from
-    // the request size; every thread count gives the same bytes.
+    // the request size; every thread count gives the same bytes. Throws FileError (ESTALE),
+    // naming the file, when a file changed on disk since it was opened: checked before the
+    // copy (size and modification time) and during it (each copied record's label bytes).
     void decode(const std::int64_t* indices, std::size_t count, Layout layout, std::uint8_t* out,
                 unsigned threads = 0) const;
 
 private:
-    void decode_range(const std::int64_t* indices, std::size_t begin, std::size_t end,
-                      Layout layout, bool streaming, std::uint8_t* out) const;
+    static constexpr std::size_t kAllMatch = static_cast<std::size_t>(-1);
+
+    // Returns the first position in [begin, end) whose record's label bytes no longer match
+    // the labels read at opening, or kAllMatch.
+    std::size_t decode_range(const std::int64_t* indices, std::size_t begin, std::size_t end,
+                             Layout layout, bool streaming, std::uint8_t* out) const;
+    bool label_matches(std::size_t record) const noexcept;
+    [[noreturn]] void throw_changed(std::size_t record) const;
 
     int label_bytes_;
     std::vector<MappedFile> files_;
+    std::vector<std::size_t> first_record_;  // of each file
     std::vector<const std::uint8_t*> records_;  // pixel bytes of each record, in file order
     std::vector<std::int64_t> labels_;
     std::vector<std::int64_t> coarse_labels_;

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import os
 import pickle
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +91,22 @@ def test_thread_count_never_changes_the_bytes(tmp_path):
             np.testing.assert_array_equal(
                 reader.decode(indices, layout=layout, threads=threads), single
             )
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_large_outputs_take_the_threaded_streaming_path_and_stay_exact(tmp_path, layout):
+    # Outputs of 16 MiB and more are written by several threads with streaming stores.
+    count = 6000  # 18.4 MB of pixels
+    labels = np.arange(count) % 10
+    path = write_records(tmp_path / "large.bin", [labels], encoded_images(0, count))
+    reader = RecordReader(path)
+    _, images = reference_decode([path], 1)
+    expected = images if layout == "NCHW" else nhwc(images)
+    for threads in (0, 1, 3):
+        np.testing.assert_array_equal(reader.decode(layout=layout, threads=threads), expected)
+    order = np.random.default_rng(2).permutation(count)
+    out = np.empty(expected.shape, np.uint8)
+    np.testing.assert_array_equal(reader.decode(order, layout=layout, out=out), expected[order])
 
 
 def test_torch_shares_the_decoded_array(cifar10_files):
@@ -183,6 +204,84 @@ def test_bad_constructor_arguments(cifar10_files):
         RecordReader([])
 
 
+# ----- files changed after opening, readers never opened -----------------------------------
+
+
+def aged(path: Path) -> Path:
+    """`path` with a modification time in the past, like data downloaded long ago."""
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    return path
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_file_truncated_after_opening_raises_oserror_naming_it(cifar10_files, threads):
+    reader = RecordReader([aged(p) for p in cifar10_files])
+    os.truncate(cifar10_files[1], 3073 * 2)  # reading past the new end would be SIGBUS
+    with pytest.raises(OSError, match=r"changed size from 52241 to 6146 bytes after it") as error:
+        reader.decode(threads=threads)
+    assert error.value.errno == errno.ESTALE and error.value.filename == str(cifar10_files[1])
+    with pytest.raises(OSError, match="open the dataset"):
+        reader.decode([0])  # every call checks every file: the next batch is refused too
+
+
+def test_a_file_truncated_under_a_dataloader_worker_is_named(cifar10_files):
+    reader = RecordReader([aged(p) for p in cifar10_files])
+    loader = torch.utils.data.DataLoader(ReaderDataset(reader), batch_size=16, num_workers=1)
+    os.truncate(cifar10_files[0], 3073)
+    with pytest.raises(OSError, match=f"{cifar10_files[0].name} changed size"):
+        list(loader)
+
+
+def test_a_file_rewritten_in_place_is_refused(cifar10_files):
+    reader = RecordReader([aged(p) for p in cifar10_files])
+    raw = bytearray(cifar10_files[2].read_bytes())
+    raw[3073 * 4 + 100] ^= 0xFF  # one pixel of record 4: same size, new modification time
+    cifar10_files[2].write_bytes(raw)
+    with pytest.raises(OSError, match="was rewritten"):
+        reader.decode([60])
+
+
+def test_a_rewrite_that_keeps_size_and_time_is_caught_by_the_labels(cifar10_files):
+    path = cifar10_files[0]
+    reader = RecordReader(cifar10_files)
+    stamp = path.stat()
+    raw = bytearray(path.read_bytes())
+    raw[3073 * 7] = (raw[3073 * 7] + 1) % 10  # record 7 now claims another class
+    path.write_bytes(raw)
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # hides the write from fstat
+    np.testing.assert_array_equal(reader.decode([6]), reference_decode([path], 1)[1][[6]])
+    for threads in (1, 2):
+        with pytest.raises(OSError, match=r"record 7 no longer has the label read when"):
+            reader.decode(np.arange(88), threads=threads)
+
+
+def test_a_reader_that_was_never_opened_raises_instead_of_reading_garbage(cifar10_files):
+    blank = RecordReader.__new__(RecordReader)
+    assert repr(blank) == "RecordReader(not opened)"
+    for use in (len, lambda r: r.decode([0]), lambda r: r.labels, lambda r: r.paths):
+        with pytest.raises(ValueError, match="never opened"):
+            use(blank)
+    failed = RecordReader.__new__(RecordReader)
+    with pytest.raises(FileNotFoundError):
+        failed.__setstate__(([str(cifar10_files[0].with_name("gone.bin"))], 1))
+    with pytest.raises(ValueError, match="never opened"):
+        failed.decode()
+    with pytest.raises(ValueError, match="never opened"):
+        pickle.dumps(failed)
+
+
+def test_a_fifo_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "data_batch_1.bin"
+    os.mkfifo(fifo)
+    # Opening a FIFO for reading waits for a writer: run it where a hang cannot stall pytest.
+    code = f"from _ltfast import RecordReader\nRecordReader({str(fifo)!r})"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "is a FIFO (named pipe); expected a CIFAR .bin file" in result.stderr
+
+
 # ----- bad arguments -----------------------------------------------------------------------
 
 
@@ -191,6 +290,16 @@ def test_out_of_range_index_is_named(cifar10_files, index):
     reader = RecordReader(cifar10_files)
     with pytest.raises(IndexError, match=f"index {index} at position 1 is out of range for 88"):
         reader.decode([0, index, 1])
+
+
+@pytest.mark.parametrize("index", [88, 2**63, 2**64 - 1])
+def test_uint64_indices_are_named_with_their_true_value(cifar10_files, index):
+    reader = RecordReader(cifar10_files)
+    with pytest.raises(IndexError, match=f"index {index} at position 1 is out of range for 88"):
+        reader.decode(np.array([0, index], dtype=np.uint64))
+    np.testing.assert_array_equal(
+        reader.decode(np.array([3, 1], np.uint64)), reader.decode([3, 1])
+    )
 
 
 def test_bad_indices_and_layout(cifar10_files):
