@@ -9,6 +9,7 @@ only the seed, which the config holds.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -16,8 +17,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ltfast.run_folder import LAST, RunFolder
+
 FORMAT = "ltfast-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: adds `processes`, the number of processes that trained
+
+# Every field a checkpoint holds, with its type: a file that carries the marker but lacks one
+# is refused by name rather than failing somewhere inside the resume.
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "config": dict,
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "epoch": int,
+    "step": int,
+    "loss_sum": torch.Tensor,
+    "seen": int,
+    "train_s": (int, float),
+    "records": list,
+    "rng": dict,
+    "processes": int,
+    "ltfast_version": str,
+}
+RNG_FIELDS = ("python", "numpy", "torch", "cuda")
 
 
 def rng_state() -> dict:
@@ -53,19 +75,32 @@ def save(state: dict, path: Path) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        raise OSError(
+            error.errno,
+            f"the disk is full (or over quota) while writing the checkpoint {path}; {kept}. "
+            f"Free some space, then continue with --resume {path.parent}",
+            str(path),
+        ) from error
     finally:
         partial.unlink(missing_ok=True)
 
 
 def locate(path: Path) -> Path:
     """A checkpoint file, or a run folder's last.pt."""
-    path = Path(path)
-    found = path / "last.pt" if path.is_dir() else path
-    if not found.is_file():
+    path = Path(path).expanduser()
+    found = path / LAST if path.is_dir() else path
+    if found.is_file():
+        return found
+    if path.is_dir() and RunFolder(path).is_run():
         raise FileNotFoundError(
-            f"no checkpoint at {found}: --resume takes a run folder or a .pt file"
+            f"{path} holds a run that stopped before its first checkpoint: there is nothing to "
+            f"resume. Start it again with --out {path} --overwrite"
         )
-    return found
+    raise FileNotFoundError(f"no checkpoint at {found}: --resume takes a run folder or a .pt file")
 
 
 def load(path: Path) -> dict:
@@ -74,8 +109,10 @@ def load(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ValueError(
-            f"{path} is not a readable checkpoint (truncated or corrupted?): {error}"
+            f"{path} is not a readable checkpoint (truncated, corrupted or not a checkpoint): "
+            f"{type(error).__name__}: {first_line}"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} was not written by ltfast (no '{FORMAT}' marker)")
@@ -83,4 +120,17 @@ def load(path: Path) -> dict:
         raise ValueError(
             f"{path} has checkpoint version {state.get('version')}, expected {VERSION}"
         )
+    problems = [
+        f"{name} (expected {_type_names(kind)}, got {type(state.get(name)).__name__})"
+        for name, kind in FIELDS.items()
+        if not isinstance(state.get(name), kind) or isinstance(state.get(name), bool)
+    ]
+    rng = state["rng"] if isinstance(state.get("rng"), dict) else {}
+    problems += [f"rng.{name} (missing)" for name in RNG_FIELDS if name not in rng]
+    if problems:
+        raise ValueError(f"{path} is damaged: missing or invalid {', '.join(problems)}")
     return state
+
+
+def _type_names(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))

@@ -6,17 +6,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ltfast.longtail import IMB_TYPES
+from ltfast.longtail import IMB_TYPES, images_per_class
 from ltfast.models import DEPTHS
+from ltfast.run_folder import writable_folder_problem
 from ltfast.samplers import CONVENTIONS
 
 DATASETS = ("cifar10", "cifar100", "synthetic")
+# Training images per class before the long tail, and classes, of each dataset.
+PER_CLASS = {"cifar10": 5000, "cifar100": 500}
+CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
+MAX_SYNTHETIC_SIZE = 5000  # CIFAR-10's size; generating it takes ~5 GB of memory at the peak
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 SAMPLERS = ("instance", "sqrt", "class", "pb")
 LOADERS = ("device", "torch")
 
@@ -80,6 +88,31 @@ def _choice(value, allowed) -> str | None:
     return None if value in allowed else f"must be one of {', '.join(allowed)}, got {value!r}"
 
 
+def _finite_problems(config: TrainConfig) -> dict[str, str]:
+    return {
+        f.name: f"must be a finite number, got {getattr(config, f.name)}"
+        for f in dataclasses.fields(config)
+        if _field_type(f) is float and not math.isfinite(getattr(config, f.name))
+    }
+
+
+def _size_problem(c: TrainConfig) -> tuple[str, str] | None:
+    """A training subset too small for one step, or a synthetic set too large to generate."""
+    if c.dataset == "synthetic" and not 1 <= c.synthetic_size <= MAX_SYNTHETIC_SIZE:
+        return "synthetic_size", f"must be in 1..{MAX_SYNTHETIC_SIZE}, got {c.synthetic_size}"
+    if c.dataset not in CLASSES or c.imb_type not in IMB_TYPES or not 0 < c.imb_factor <= 1:
+        return None  # named by their own checks
+    per_class = c.synthetic_size if c.dataset == "synthetic" else PER_CLASS[c.dataset]
+    images = sum(images_per_class(CLASSES[c.dataset], c.imb_factor, c.imb_type, per_class))
+    if images >= c.batch_size:
+        return None
+    name = "synthetic_size" if c.dataset == "synthetic" else "batch_size"
+    return name, (
+        f"the long-tailed training set has {images} images, fewer than one batch of "
+        f"{c.batch_size}: raise --synthetic-size or --imb-factor, or lower --batch-size"
+    )
+
+
 def problems(config: TrainConfig) -> list[str]:
     """Every invalid field, as 'field: what is wrong'."""
     c = config
@@ -113,16 +146,23 @@ def problems(config: TrainConfig) -> list[str]:
         "loader": _choice(c.loader, LOADERS),
         "workers": None if c.workers >= 0 else f"must be >= 0, got {c.workers}",
         "device": None
-        if c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:")
-        else f"must be auto, cpu, cuda or cuda:N, got {c.device!r}",
+        if DEVICE.fullmatch(c.device)
+        else f"must be auto, cpu, cuda or cuda:N (N a GPU number), got {c.device!r}",
         "seed": None if c.seed >= 0 else f"must be >= 0, got {c.seed}",
         "subset_seed": None
         if 0 <= c.subset_seed < 2**32
         else f"must be in [0, 2**32), got {c.subset_seed}",
-        "synthetic_size": None
-        if c.synthetic_size >= 1
-        else f"must be >= 1, got {c.synthetic_size}",
+        "out": writable_folder_problem(Path(c.out)) if c.out.strip() else "must name a folder",
+        "data_root": "must name a folder"
+        if not c.data_root.strip()
+        else f"{c.data_root} is a file; --data-root takes a folder"
+        if Path(c.data_root).is_file()
+        else None,
     }
+    checks.update(_finite_problems(c))
+    size = _size_problem(c)
+    if size is not None:
+        checks[size[0]] = size[1]
     if (
         c.sampler == "pb"
         and c.pb_convention == "(t-1)/(T-1)"
@@ -136,13 +176,27 @@ def problems(config: TrainConfig) -> list[str]:
 
 # A run resumed under another value of these would no longer be the same experiment.
 IDENTITY = ("dataset", "model", "imb_factor", "imb_type", "subset_seed", "synthetic_size", "seed")
+# These set which images and mixup draws make up each step of an epoch: a resume in the middle
+# of an epoch under other values would skip or repeat images.
+WITHIN_EPOCH = (
+    "batch_size",
+    "loader",
+    "sampler",
+    "sampler_start_epoch",
+    "pb_convention",
+    "mixup_alpha",
+    "mixup_off_epochs",
+    "epochs",
+)
 
 
-def incompatibilities(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
-    """The identity fields on which two configs differ, as 'field: saved -> wanted'."""
+def incompatibilities(saved: TrainConfig, wanted: TrainConfig, mid_epoch: bool) -> list[str]:
+    """The fields on which two configs may not differ for a resume, as 'field: saved, now'."""
+    names = IDENTITY + (WITHIN_EPOCH if mid_epoch else ())
     return [
         f"{name}: {getattr(saved, name)!r} in the checkpoint, {getattr(wanted, name)!r} now"
-        for name in IDENTITY
+        + (" (the checkpoint is in the middle of an epoch)" if name in WITHIN_EPOCH else "")
+        for name in names
         if getattr(saved, name) != getattr(wanted, name)
     ]
 
@@ -152,10 +206,10 @@ def _field_type(f: dataclasses.Field) -> type:
     return list if typing.get_origin(hint) is list else hint
 
 
-def _coerce(name: str, value):
+def _coerce(name: object, value):
     """A YAML value as the field's type, or a ValueError naming the field."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    if name not in fields:
+    if not isinstance(name, str) or name not in fields:
         raise ValueError(f"unknown config field {name!r}; known: {', '.join(fields)}")
     kind = _field_type(fields[name])
     if kind is list:
@@ -183,8 +237,8 @@ def parser() -> argparse.ArgumentParser:
         description="Train a CIFAR ResNet on long-tailed CIFAR. Precedence: defaults < "
         "--config YAML < command-line flags.",
     )
-    args.add_argument("--config", type=Path, help="YAML file of config fields")
-    args.add_argument("--resume", type=Path, help="run folder or checkpoint to continue")
+    args.add_argument("--config", type=user_path, help="YAML file of config fields")
+    args.add_argument("--resume", type=user_path, help="run folder or checkpoint to continue")
     for f in dataclasses.fields(TrainConfig):
         flag, kind = "--" + f.name.replace("_", "-"), _field_type(f)
         default = f.default_factory() if kind is list else f.default
@@ -199,19 +253,38 @@ def parser() -> argparse.ArgumentParser:
     return args
 
 
+def user_path(text: str) -> Path:
+    """A path as a shell user means it: `~` expanded."""
+    return Path(text).expanduser()
+
+
 def load_yaml(path: Path) -> dict:
+    path = user_path(str(path))
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a folder; --config takes a YAML file")
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not a text (YAML) file") from None
     except yaml.YAMLError as error:
         raise ValueError(f"config file {path} is not valid YAML: {error}") from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of field: value")
-    return {
-        key.replace("-", "_"): _coerce(key.replace("-", "_"), value)
-        for key, value in values.items()
-    }
+    return from_mapping(values, f"config file {path}")
+
+
+def from_mapping(values: dict, source: str) -> dict:
+    """Config fields from a YAML or checkpoint mapping, each checked against its type."""
+    try:
+        return {_key(key): _coerce(_key(key), value) for key, value in values.items()}
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
+def _key(key: object) -> object:
+    return key.replace("-", "_") if isinstance(key, str) else key
 
 
 def resolve(
@@ -222,12 +295,10 @@ def resolve(
     if yaml_path is not None:
         values.update(load_yaml(yaml_path))
     values.update(flags)
+    for name in ("data_root", "out"):  # an empty path stays empty, to be refused by name
+        values[name] = str(user_path(values[name])) if values[name].strip() else ""
     config = TrainConfig(**values)
     found = problems(config)
     if found:
         raise ValueError("invalid configuration:\n  " + "\n  ".join(found))
     return config
-
-
-def dump(config: TrainConfig, path: Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))

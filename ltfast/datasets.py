@@ -20,6 +20,10 @@ from ltfast.kernels import class_counts
 from ltfast.longtail import check_imbalance, long_tail_subset
 
 
+class DatasetError(RuntimeError):
+    """Data files that are present but damaged; the message names the file and the fix."""
+
+
 class CIFAR10(Dataset):
     """CIFAR-10 from the official binary version under `root/cifar-10-batches-bin/`."""
 
@@ -30,6 +34,7 @@ class CIFAR10(Dataset):
     train_files: ClassVar[tuple[str, ...]] = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
     test_files: ClassVar[tuple[str, ...]] = ("test_batch.bin",)
     label_bytes = 1
+    num_classes = 10
 
     def __init__(
         self,
@@ -90,21 +95,38 @@ class CIFAR10(Dataset):
         try:
             return RecordReader(self._paths(), label_bytes=self.label_bytes)
         except ValueError as error:
-            raise RuntimeError(
-                f"{type(self).__name__} data in {self.folder} is corrupted: {error}. Delete the "
-                f"folder and pass download=True to fetch it again"
-            ) from error
+            raise self._damaged(str(error)) from error
+
+    def _damaged(self, what: str) -> DatasetError:
+        return DatasetError(
+            f"{type(self).__name__} data in {self.folder} is corrupted: {what}. Delete the "
+            f"folder and pass download=True to fetch it again"
+        )
 
     def _intact(self) -> bool:
         try:
             self._open()
-        except (OSError, RuntimeError):
+            self._class_names()
+        except (OSError, DatasetError):
             return False
         return True
 
     def _class_names(self) -> list[str]:
-        lines = (self.folder / self.meta_file).read_text().splitlines()
-        return [line.strip() for line in lines if line.strip()]
+        """The class names, one per line of the meta file, checked against the label count."""
+        path = self.folder / self.meta_file
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "\0"
+        if "\0" in text:
+            raise self._damaged(f"{path} is not a text file of class names")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(names) != self.num_classes:
+            raise self._damaged(
+                f"{path} names {len(names)} classes, expected {self.num_classes} (one per line)"
+            )
+        return names
 
     # ----- the Dataset protocol -----------------------------------------------------------
 
@@ -168,6 +190,7 @@ class CIFAR100(CIFAR10):
         if label not in ("fine", "coarse"):
             raise ValueError(f"label must be 'fine' or 'coarse', got {label!r}")
         self.label = label
+        self.num_classes = 100 if label == "fine" else 20
         super().__init__(root, train, transform, target_transform, download)
 
     @property

@@ -21,6 +21,10 @@ from tqdm.auto import tqdm
 CHUNK = 1 << 20
 
 
+class DownloadError(RuntimeError):
+    """A download or an archive that failed; the message says what to do."""
+
+
 def md5sum(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as file:
@@ -42,18 +46,18 @@ def fetch(url: str, destination: Path, md5: str) -> None:
                     out.write(block)
                     bar.update(len(block))
             if total is not None and bar.n != total:
-                raise RuntimeError(
+                raise DownloadError(
                     f"the download of {url} was interrupted after {bar.n} of {total} bytes; "
                     f"try again"
                 )
         found = md5sum(partial)
         if found != md5:
-            raise RuntimeError(
+            raise DownloadError(
                 f"the download of {url} is corrupted: md5 {found}, expected {md5}; try again"
             )
         partial.replace(destination)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        raise RuntimeError(
+        raise DownloadError(
             f"could not download {url} ({error}). Without network access, download it "
             f"elsewhere and place it at {destination}"
         ) from error
@@ -64,9 +68,9 @@ def fetch(url: str, destination: Path, md5: str) -> None:
 def _check_member(member: tarfile.TarInfo) -> None:
     path = PurePosixPath(member.name)
     if path.is_absolute() or ".." in path.parts:
-        raise RuntimeError(f"refusing to extract {member.name!r}: it points outside the folder")
+        raise DownloadError(f"refusing to extract {member.name!r}: it points outside the folder")
     if not (member.isfile() or member.isdir()):
-        raise RuntimeError(f"refusing to extract {member.name!r}: not a regular file or folder")
+        raise DownloadError(f"refusing to extract {member.name!r}: not a regular file or folder")
 
 
 def extract(archive: Path, root: Path, folder: str) -> None:
@@ -85,13 +89,13 @@ def extract(archive: Path, root: Path, folder: str) -> None:
                 tar.extractall(scratch, members=members)
         unpacked = scratch / folder
         if not unpacked.is_dir():
-            raise RuntimeError(f"{archive} holds no folder {folder}/")
+            raise DownloadError(f"{archive} holds no folder {folder}/")
         target = root / folder
         if target.exists():
             shutil.rmtree(target)
         unpacked.rename(target)
     except tarfile.TarError as error:
-        raise RuntimeError(f"{archive} is not a readable tar archive ({error})") from error
+        raise DownloadError(f"{archive} is not a readable tar archive ({error})") from error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -1,22 +1,29 @@
 """Reports of training runs: PNG plots and a Markdown summary, for one run or several side
 by side. `python -m ltfast.report RUN_DIR [RUN_DIR ...] [--out DIR]`.
 
-Everything is read from each run's `metrics.jsonl` (the source of truth) and `config.yaml`.
+Everything is read from each run's `metrics.jsonl` (the source of truth), `config.yaml` and
+`dataset.json`, through ltfast.run_folder. The plots need matplotlib (`pip install
+'ltfast[plots]'`); without it the report is the Markdown table alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import yaml
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
+from ltfast import run_folder
+from ltfast.config import user_path
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
+from ltfast.run_folder import DATASET, REPORT, REPORT_FILES, RunFolder, RunFolderError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GROUPS = {"many": "-", "medium": "--", "few": ":"}
 
@@ -29,17 +36,21 @@ class Run:
     class_counts: np.ndarray  # training images per class
 
 
-def read_run(folder: Path) -> Run:
-    folder = Path(folder)
-    metrics = folder / "metrics.jsonl"
-    if not metrics.is_file():
-        raise FileNotFoundError(f"{folder} is not a run folder: it has no metrics.jsonl")
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+def read_run(path: Path) -> Run:
+    folder = RunFolder(path)
+    records = folder.read_metrics()
     if not records:
-        raise ValueError(f"{metrics} holds no epochs yet")
-    config = yaml.safe_load((folder / "config.yaml").read_text())
-    dataset = json.loads((folder / "dataset.json").read_text())
-    return Run(folder.resolve().name, config, records, np.array(dataset["class_counts"]))
+        raise ValueError(f"{folder.file(run_folder.METRICS)} holds no complete epoch yet")
+    counts = folder.read_json(DATASET).get("class_counts")
+    if not isinstance(counts, list):
+        raise RunFolderError(f"{folder.file(DATASET)} has no list of class_counts")
+    return Run(folder.path.resolve().name, folder.read_config(), records, np.array(counts))
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure  # optional: see the module's docstring
+
+    return Figure(figsize=(width, height))
 
 
 def _series(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +60,8 @@ def _series(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _save(figure: Figure, path: Path) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
     for axes in figure.axes:
         if axes.get_xlabel() == "epoch":
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -58,7 +71,7 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def plot_class_distribution(runs: list[Run], path: Path) -> Path:
-    figure = Figure(figsize=(7, 4))
+    figure = _figure(7, 4)
     axes = figure.add_subplot()
     shared: dict[tuple[int, ...], list[str]] = {}  # runs on the same data share one line
     for run in runs:
@@ -76,7 +89,7 @@ def plot_class_distribution(runs: list[Run], path: Path) -> Path:
 
 
 def plot_per_class_accuracy(runs: list[Run], path: Path) -> Path:
-    figure = Figure(figsize=(7, 4))
+    figure = _figure(7, 4)
     axes = figure.add_subplot()
     for run in runs:
         accuracy = np.array(run.records[-1]["per_class"], dtype=float) * 100
@@ -98,7 +111,7 @@ def plot_per_class_accuracy(runs: list[Run], path: Path) -> Path:
 
 
 def plot_learning_curves(runs: list[Run], path: Path) -> Path:
-    figure = Figure(figsize=(13, 4))
+    figure = _figure(13, 4)
     loss, top1, groups = figure.subplots(1, 3)
     for index, run in enumerate(runs):
         colour = f"C{index}"
@@ -125,7 +138,7 @@ def plot_learning_curves(runs: list[Run], path: Path) -> Path:
 
 
 def plot_sampler_probabilities(runs: list[Run], path: Path) -> Path:
-    figure = Figure(figsize=(6 * len(runs), 4))
+    figure = _figure(6 * len(runs), 4)
     panels = np.atleast_1d(figure.subplots(1, len(runs)))
     for axes, run in zip(panels, runs, strict=True):
         epochs = np.array([r["epoch"] for r in run.records])
@@ -155,7 +168,7 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def summary_markdown(runs: list[Run]) -> str:
+def summary_markdown(runs: list[Run], plots: bool = True) -> str:
     lines = [
         "# ltfast report",
         "",
@@ -194,26 +207,62 @@ def summary_markdown(runs: list[Run]) -> str:
     lines += ["", "## Config" + (" (shared)" if len(runs) > 1 else ""), ""]
     lines += [f"- {k}: {runs[0].config.get(k)}" for k in shared]
     lines += ["", "## Plots", ""]
-    lines += [f"![{name}]({name}.png)" for name in PLOTS]
+    if plots:
+        lines += [f"![{name}]({name}.png)" for name in PLOTS]
+    else:
+        lines += ["(matplotlib is not installed: `pip install 'ltfast[plots]'` draws them)"]
     return "\n".join(lines) + "\n"
 
 
-PLOTS = {
-    "class_distribution": plot_class_distribution,
-    "per_class_accuracy": plot_per_class_accuracy,
-    "learning_curves": plot_learning_curves,
-    "sampler_probabilities": plot_sampler_probabilities,
-}
+PLOTS = dict(
+    zip(
+        run_folder.PLOTS,
+        (
+            plot_class_distribution,
+            plot_per_class_accuracy,
+            plot_learning_curves,
+            plot_sampler_probabilities,
+        ),
+        strict=True,
+    )
+)
 
 
-def write_report(folders: list[Path], out: Path) -> list[Path]:
-    """Writes report.md and the PNG plots of the runs in `folders` to `out`."""
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_report_folder(out: Path, overwrite: bool) -> None:
+    """Refuses to replace report files in a folder that is not a run, unless told to."""
+    if writable_folder := run_folder.writable_folder_problem(out):
+        raise RunFolderError(f"out: {writable_folder}")
+    if overwrite or (out.is_dir() and RunFolder(out).is_run()):
+        return
+    existing = [name for name in REPORT_FILES if (out / name).exists()]
+    if existing:
+        raise RunFolderError(
+            f"out: {out} already holds {', '.join(existing)}; pass --overwrite to replace "
+            f"them, or choose another --out"
+        )
+
+
+def write_report(folders: list[Path], out: Path, overwrite: bool = False) -> list[Path]:
+    """Writes report.md and the PNG plots of the runs in `folders` to `out`. Report files in
+    a folder that is not a run folder are replaced only with `overwrite`."""
     runs = [read_run(folder) for folder in folders]
-    out = Path(out)
+    out = Path(out).expanduser()
+    check_report_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    written = [plot(runs, out / f"{name}.png") for name, plot in PLOTS.items()]
-    (out / "report.md").write_text(summary_markdown(runs))
-    return [*written, out / "report.md"]
+    plots = have_matplotlib()
+    if not plots:
+        print("note: matplotlib is not installed, so the report has no plots", file=sys.stderr)
+    written = [plot(runs, out / f"{name}.png") for name, plot in PLOTS.items()] if plots else []
+    (out / REPORT).write_text(summary_markdown(runs, plots))
+    return [*written, out / REPORT]
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -221,17 +270,22 @@ def main(argv: list[str] | None = None) -> list[Path]:
         prog="python -m ltfast.report",
         description="Plots and a Markdown table for one or several ltfast run folders.",
     )
-    args.add_argument("runs", nargs="+", type=Path, help="run folders (holding metrics.jsonl)")
+    args.add_argument("runs", nargs="+", type=user_path, help="run folders (holding metrics.jsonl)")
     args.add_argument(
         "--out",
-        type=Path,
+        type=user_path,
         help="where to write (default: the run folder, or ./report for several runs)",
+    )
+    args.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace report files in an --out folder that is not a run folder",
     )
     namespace = args.parse_args(argv)
     out = namespace.out or (namespace.runs[0] if len(namespace.runs) == 1 else Path("report"))
     try:
-        written = write_report(namespace.runs, out)
-    except (FileNotFoundError, ValueError) as error:
+        written = write_report(namespace.runs, out, namespace.overwrite)
+    except (OSError, ValueError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
     for path in written:
         print(path)

@@ -21,6 +21,25 @@ from ltfast.seeds import SAMPLER, derive_seed
 CONVENTIONS = ("t/T", "(t-1)/(T-1)")
 
 
+def _integer(name: str, value: object, minimum: int) -> int:
+    """`value` as an int, refusing floats (2.5, but also 2.0 and NaN), bools and strings."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _targets(targets: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+    """Class labels as int64, refusing float, bool and other non-integer arrays."""
+    array = targets.numpy(force=True) if isinstance(targets, torch.Tensor) else np.asarray(targets)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"targets must be a non-empty 1-D sequence, got shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"targets must be integer class labels, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
 def balanced_probabilities(counts: np.ndarray, q: float) -> np.ndarray:
     """p_j = n_j**q / sum_i n_i**q over the classes that have samples; 0 for empty classes."""
     if not 0 <= q <= 1:
@@ -45,6 +64,7 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
         num_replicas = dist.get_world_size() if initialised else 1
     if rank is None:
         rank = dist.get_rank() if initialised else 0
+    num_replicas, rank = _integer("num_replicas", num_replicas, 1), _integer("rank", rank, 0)
     if num_replicas < 1 or not 0 <= rank < num_replicas:
         raise ValueError(
             f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}"
@@ -62,22 +82,16 @@ class _EpochSampler(Sampler[int]):
         num_replicas: int | None,
         rank: int | None,
     ):
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.num_samples = _integer("num_samples", num_samples, 1)
+        self.seed = _integer("seed", seed, 0)
         self.num_replicas, self.rank = _world(num_replicas, rank)
-        self.num_samples = num_samples
-        self.seed = seed
         self.epoch = 0
         # Like DistributedSampler: the total is rounded up so every rank is equally long.
         self.total_size = math.ceil(num_samples / self.num_replicas) * self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         """Selects epoch `epoch` (0-based) for the next iteration."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
+        self.epoch = _integer("epoch", epoch, 0)
 
     def global_indices(self) -> np.ndarray:
         """The whole draw of the current epoch, before it is split across ranks."""
@@ -133,11 +147,10 @@ class _ClassSampler(_EpochSampler):
         num_replicas: int | None,
         rank: int | None,
     ):
-        targets = np.asarray(targets, dtype=np.int64)
-        if targets.ndim != 1 or targets.size == 0:
-            raise ValueError(f"targets must be a non-empty 1-D sequence, got shape {targets.shape}")
+        targets = _targets(targets)
         if num_classes is None:
             num_classes = int(targets.max()) + 1
+        num_classes = _integer("num_classes", num_classes, 1)
         self.counts = class_counts(targets, num_classes)
         self._index = ClassIndex(targets, num_classes)
         super().__init__(
@@ -192,8 +205,7 @@ class ProgressiveBalancedSampler(_ClassSampler):
         num_replicas: int | None = None,
         rank: int | None = None,
     ):
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        epochs = _integer("epochs", epochs, 1)
         if convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         if convention == "(t-1)/(T-1)" and epochs < 2:
@@ -202,7 +214,7 @@ class ProgressiveBalancedSampler(_ClassSampler):
         super().__init__(targets, num_samples, seed, num_classes, num_replicas, rank)
 
     def set_epoch(self, epoch: int) -> None:
-        if epoch >= self.epochs:
+        if _integer("epoch", epoch, 0) >= self.epochs:
             raise ValueError(
                 f"epoch must be in 0..{self.epochs - 1} for epochs={self.epochs}, got {epoch}"
             )

@@ -10,11 +10,12 @@ writes `last.pt` and exits; `--resume RUN_DIR` continues exactly where it stoppe
 from __future__ import annotations
 
 import dataclasses
-import json
+import errno
 import math
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,31 +25,39 @@ from tqdm.auto import tqdm
 
 import ltfast
 from ltfast import checkpoint, distributed, kernels
-from ltfast.config import TrainConfig, dump, incompatibilities, parser, resolve
-from ltfast.datasets import LongTailCIFAR10, LongTailCIFAR100
+from ltfast.config import TrainConfig, from_mapping, incompatibilities, parser, resolve
+from ltfast.datasets import DatasetError, LongTailCIFAR10, LongTailCIFAR100
 from ltfast.distributed import World
+from ltfast.download import DownloadError
 from ltfast.loader import DeviceLoader, TorchLoader
 from ltfast.losses import draw_mixup, mixup, smoothed_targets, soft_cross_entropy
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE, classification_report
 from ltfast.models import build_model
+from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
 from ltfast.schedules import SamplingSchedule, lr_factor
 from ltfast.seeds import MIXUP, derive_seed
 from ltfast.synthetic import learnable_cifar10
 
-RUN_FILES = (
-    "config.yaml",
-    "dataset.json",
-    "metrics.jsonl",
-    "summary.json",
-    "last.pt",
-    "best.pt",
-    "report.md",
-)
 CHECK_EVERY = 20  # steps between syncs that catch a diverged loss or a stop request
+# What a bad argument, absent or damaged data or an unusable run folder raise while a run is
+# set up; these become a short message and exit code 2. Later errors keep their traceback.
+SETUP_ERRORS = (ValueError, OSError, DatasetError, DownloadError)
 
 
 class Interrupted(Exception):
     """Raised after the step during which a stop was requested."""
+
+
+class UsageError(Exception):
+    """A run that cannot start as asked; the message says why and what to do."""
+
+
+@dataclass
+class Resume:
+    """A checkpoint to continue from, and the file it came from."""
+
+    state: dict
+    path: Path
 
 
 def pick_device(name: str, world: World) -> torch.device:
@@ -57,6 +66,11 @@ def pick_device(name: str, world: World) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {name} was asked for, but torch sees no CUDA device")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device: {name} was asked for, but torch sees {torch.cuda.device_count()} GPUs "
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+        )
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)
     return device
@@ -66,12 +80,26 @@ def load_data(config: TrainConfig) -> tuple[LongTailCIFAR10, LongTailCIFAR10]:
     """The long-tailed training split and the balanced test split."""
     root = Path(config.data_root)
     if config.dataset == "synthetic":
-        root = learnable_cifar10(root, config.synthetic_size)
+        try:
+            root = learnable_cifar10(root, config.synthetic_size)
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"cannot write the synthetic data under {root} ({error.strerror}); pass a "
+                f"writable --data-root",
+            ) from None
     kind = LongTailCIFAR100 if config.dataset == "cifar100" else LongTailCIFAR10
-    common = {"imb_factor": config.imb_factor, "imb_type": config.imb_type}
+    imbalance = config.imb_factor, config.imb_type
     try:
-        train = kind(root, seed=config.subset_seed, download=config.download, **common)
-        test = kind(root, train=False, **common)
+        train = kind(root, *imbalance, seed=config.subset_seed, download=config.download)
+        test = kind(root, *imbalance, train=False)
+    except DatasetError as error:
+        if config.dataset != "synthetic":
+            raise
+        raise DatasetError(
+            f"the generated synthetic data in {root} is damaged ({error.__cause__ or error}). "
+            f"Delete {root}: the next run generates it again"
+        ) from None
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error}\nOn the command line: add --download, point --data-root at the data, or "
@@ -157,18 +185,29 @@ class Trainer:
             "train_s": self.train_s,
             "records": self.records,
             "rng": checkpoint.rng_state(),
+            "processes": self.world.size,
             "ltfast_version": ltfast.__version__,
         }
 
-    def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def load_state(self, state: dict, source: Path) -> None:
+        """Continues from a checkpoint `state` read from `source`; a checkpoint whose parts do
+        not fit this model and optimiser raises a ValueError naming the file."""
+        if state["step"] > 0 and state["processes"] != self.world.size:
+            raise ValueError(
+                f"{source} stopped in the middle of an epoch with {state['processes']} "
+                f"processes; resume it with the same number (now {self.world.size})"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            checkpoint.set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"{source} is damaged and cannot be resumed: {error}") from None
         self.epoch, self.step, self.train_s = state["epoch"], state["step"], state["train_s"]
         self.loss_sum = state["loss_sum"].to(self.device)
         self.seen = state["seen"]
         self.records = state["records"]
-        checkpoint.set_rng_state(state["rng"])
 
     # ----- one epoch ----------------------------------------------------------------------
 
@@ -232,7 +271,7 @@ class Trainer:
 
     def save_draw(self, sampler) -> None:
         if self.config.save_draws:
-            folder = Path(self.config.out) / "draws"
+            folder = RunFolder(self.config.out).file("draws")
             folder.mkdir(parents=True, exist_ok=True)
             np.save(folder / f"epoch{self.epoch}-rank{self.world.rank}.npy", sampler.indices())
 
@@ -290,33 +329,14 @@ def check_finite(loss: float, epoch: int, step: int | None) -> None:
 # ----- the run folder ---------------------------------------------------------------------
 
 
-def prepare_run_folder(config: TrainConfig, resuming: bool) -> Path:
-    out = Path(config.out)
-    if (out / "metrics.jsonl").exists() and not resuming:
-        if not config.overwrite:
-            raise ValueError(
-                f"out: {out} already holds a run; pass --overwrite to replace it, or --resume {out}"
-            )
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    dump(config, out / "config.yaml")
-    return out
-
-
-def describe_data(trainer: Trainer, path: Path) -> None:
+def describe_data(trainer: Trainer) -> dict:
     """What the report needs to know of the data, beside the per-epoch metrics."""
-    data = {
+    return {
         "classes": trainer.train_set.classes,
         "class_counts": trainer.train_set.class_counts.tolist(),
         "train_images": len(trainer.train_set),
         "test_images": len(trainer.test_set),
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def write_metrics(path: Path, records: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 def summarize(trainer: Trainer, wall_s: float) -> dict:
@@ -384,58 +404,81 @@ class StopOnSignal:
             signal.signal(signum, handler)
 
 
-def train(config: TrainConfig, resume: dict | None = None) -> dict | None:
-    """Runs (or continues) the training; returns the summary, or None when interrupted."""
+def train(config: TrainConfig, resume: Resume | None = None) -> dict | None:
+    """Runs (or continues) the training; returns the summary, or None when interrupted.
+    Raises UsageError when the run cannot start as asked."""
     start = time.perf_counter()
-    world = distributed.init(use_cuda=pick_device(config.device, World()).type == "cuda")
+    try:
+        use_cuda = pick_device(config.device, World()).type == "cuda"
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    world = distributed.init(use_cuda)
     try:
         return _train(config, resume, world, start)
     finally:
         distributed.shutdown(world)
 
 
-def _train(config: TrainConfig, resume: dict | None, world: World, start: float) -> dict | None:
-    out = prepare_run_folder(config, resume is not None) if world.is_main else Path(config.out)
-    trainer = Trainer(config, world)
-    if resume is not None:
-        trainer.load_state(resume)
+def set_up(config: TrainConfig, resume: Resume | None, world: World) -> tuple[Trainer, RunFolder]:
+    """Checks the run folder, opens the data, builds the model and restores the checkpoint;
+    only then does the folder become this run's (deleting an old run's files with
+    --overwrite). Anything wrong so far is a UsageError."""
+    folder = RunFolder(config.out)
+    resuming_here = resume is not None and folder.path.resolve() == resume.path.parent.resolve()
+    try:
+        if world.is_main:
+            folder.check_can_start(config.overwrite, resuming_here)
+        trainer = Trainer(config, world)
+        if resume is not None:
+            trainer.load_state(resume.state, resume.path)
+        if world.is_main:
+            folder.claim(config.overwrite)
+    except SETUP_ERRORS as error:
+        raise UsageError(str(error)) from error
+    return trainer, folder
+
+
+def _train(config: TrainConfig, resume: Resume | None, world: World, start: float) -> dict | None:
+    trainer, folder = set_up(config, resume, world)
     if world.is_main:
-        write_metrics(out / "metrics.jsonl", trainer.records)  # drops lines past the checkpoint
-        describe_data(trainer, out / "dataset.json")
-    board = tensorboard_writer(config, out) if world.is_main else None
+        folder.write_config(dataclasses.asdict(config))
+        if resume is not None and folder.file("metrics.jsonl").is_file():
+            folder.read_metrics()  # names a damaged line; the checkpoint's records replace it
+        folder.write_metrics(trainer.records)  # drops lines past the checkpoint
+        folder.write_json(DATASET, describe_data(trainer))
+    board = tensorboard_writer(config, folder.path) if world.is_main else None
     with StopOnSignal(trainer) as stop:
         while trainer.epoch < config.epochs:
             try:
                 record = trainer.run_epoch()
             except Interrupted:
                 if world.is_main:
-                    checkpoint.save(trainer.state(), out / "last.pt")
+                    checkpoint.save(trainer.state(), folder.file(LAST))
                     print(
                         f"\nstopped at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint "
-                        f"written. Continue with: python -m ltfast.train --resume {out}",
+                        f"written. Continue with: python -m ltfast.train --resume {folder.path}",
                         file=sys.stderr,
                     )
                 sys.exit(128 + (stop.signal or signal.SIGINT))
             if world.is_main:
-                end_of_epoch(trainer, record, out, board)
+                end_of_epoch(trainer, record, folder, board)
     if not world.is_main:
         return None
     summary = summarize(trainer, time.perf_counter() - start)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print_summary(summary, out)
+    folder.write_json(SUMMARY, summary)
+    print_summary(summary, folder.path)
     from ltfast.report import write_report
 
-    write_report([out], out)
+    write_report([folder.path], folder.path)
     return summary
 
 
-def end_of_epoch(trainer: Trainer, record: dict, out: Path, board) -> None:
-    with open(out / "metrics.jsonl", "a") as log:
-        log.write(json.dumps(record) + "\n")
+def end_of_epoch(trainer: Trainer, record: dict, folder: RunFolder, board) -> None:
+    folder.append_metrics(record)
     state = trainer.state()
-    checkpoint.save(state, out / "last.pt")
+    checkpoint.save(state, folder.file(LAST))
     if record["test_top1"] >= max(r["test_top1"] for r in trainer.records):
-        checkpoint.save(state, out / "best.pt")
+        checkpoint.save(state, folder.file(BEST))
     if board is not None:
         for key in ("lr", "train_loss", "test_top1", "test_balanced_acc", "many", "medium", "few"):
             if record[key] is not None:
@@ -457,14 +500,22 @@ def tensorboard_writer(config: TrainConfig, out: Path):
     return SummaryWriter(out / "tensorboard")
 
 
-def resume_config(path: Path, flags: dict, yaml_path: Path | None) -> tuple[TrainConfig, dict]:
+def resume_config(path: Path, flags: dict, yaml_path: Path | None) -> tuple[TrainConfig, Resume]:
     """The checkpoint's config updated by the YAML file and flags, and the checkpoint; refuses
-    changes that would make it another experiment."""
-    state = checkpoint.load(path)
-    saved = TrainConfig(**state["config"])
-    flags = {"out": str(checkpoint.locate(path).parent), **flags}
+    changes that would make it another experiment, or skip images of an unfinished epoch."""
+    source = checkpoint.locate(path)
+    state = checkpoint.load(source)
+    saved = TrainConfig(**from_mapping(state["config"], f"the config in {source}"))
+    # --overwrite is not inherited: it applies to a new --out only, when given again.
+    saved = dataclasses.replace(saved, overwrite=False)
+    flags = {"out": str(source.parent), **flags}
     config = resolve(flags, yaml_path, base=saved)
-    differences = incompatibilities(saved, config)
+    if config.overwrite and Path(config.out).resolve() == source.parent.resolve():
+        raise ValueError(
+            f"overwrite: --resume continues the run in {source.parent}; --overwrite would delete "
+            f"it. Drop --overwrite, or pass another --out to continue into a new folder"
+        )
+    differences = incompatibilities(saved, config, mid_epoch=state["step"] > 0)
     if differences:
         raise ValueError(
             "cannot resume under another experiment's config:\n  " + "\n  ".join(differences)
@@ -474,7 +525,7 @@ def resume_config(path: Path, flags: dict, yaml_path: Path | None) -> tuple[Trai
             f"epochs: the checkpoint has finished {state['epoch']} of {config.epochs} epochs; "
             f"pass a larger --epochs to train on"
         )
-    return config, state
+    return config, Resume(state, source)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -483,12 +534,19 @@ def main(argv: list[str] | None = None) -> dict | None:
     flags = {k: v for k, v in vars(namespace).items() if k not in ("config", "resume")}
     try:
         if namespace.resume is not None:
-            config, state = resume_config(namespace.resume, flags, namespace.config)
+            config, resume = resume_config(namespace.resume, flags, namespace.config)
         else:
-            config, state = resolve(flags, namespace.config), None
-        return train(config, state)
-    except (ValueError, FileNotFoundError) as error:
+            config, resume = resolve(flags, namespace.config), None
+    except (ValueError, OSError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
+    try:
+        return train(config, resume)
+    except UsageError as error:
+        args.exit(2, f"{args.prog}: error: {error}\n")
+    except OSError as error:  # a full disk is no bug: say so, without a traceback
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        args.exit(1, f"{args.prog}: error: {error}\n")
 
 
 if __name__ == "__main__":

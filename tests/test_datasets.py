@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from ltfast import CIFAR10, CIFAR100, LongTailCIFAR10, LongTailCIFAR100
+from ltfast.datasets import DatasetError
 from ltfast.longtail import images_per_class
 
 
@@ -112,6 +113,33 @@ def test_corrupted_data_is_named(cifar10_root):
     batch.write_bytes(batch.read_bytes()[:-1])
     with pytest.raises(RuntimeError, match=r"data_batch_2.bin has .* bytes"):
         CIFAR10(cifar10_root)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "names 0 classes, expected 10"),
+        (b"\n\n  \n", "names 0 classes, expected 10"),
+        ("\n".join([*CIFAR10_NAMES, "unicorn"]).encode(), "names 11 classes, expected 10"),
+        ("\n".join(CIFAR10_NAMES[:9]).encode(), "names 9 classes, expected 10"),
+        (b"\x00\x01\x02airplane\xff\xfe", "is not a text file of class names"),
+        (bytes(range(256)) * 4, "is not a text file of class names"),
+    ],
+)
+def test_a_damaged_class_names_file_is_named(cifar10_root, content, message):
+    meta = cifar10_root / "cifar-10-batches-bin" / "batches.meta.txt"
+    meta.write_bytes(content)
+    with pytest.raises(DatasetError, match=message) as error:
+        CIFAR10(cifar10_root)
+    assert "batches.meta.txt" in str(error.value) and "download=True" in str(error.value)
+
+
+def test_cifar100_class_name_files_are_counted(tmp_path):
+    root = make_cifar100_root(tmp_path)
+    (root / "cifar-100-binary" / "coarse_label_names.txt").write_text("a\nb\n")
+    CIFAR100(root)  # fine names are intact
+    with pytest.raises(DatasetError, match="names 2 classes, expected 20"):
+        CIFAR100(root, label="coarse")
 
 
 def test_bad_long_tail_parameters(cifar10_root):

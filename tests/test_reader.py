@@ -297,9 +297,7 @@ def test_uint64_indices_are_named_with_their_true_value(cifar10_files, index):
     reader = RecordReader(cifar10_files)
     with pytest.raises(IndexError, match=f"index {index} at position 1 is out of range for 88"):
         reader.decode(np.array([0, index], dtype=np.uint64))
-    np.testing.assert_array_equal(
-        reader.decode(np.array([3, 1], np.uint64)), reader.decode([3, 1])
-    )
+    np.testing.assert_array_equal(reader.decode(np.array([3, 1], np.uint64)), reader.decode([3, 1]))
 
 
 def test_bad_indices_and_layout(cifar10_files):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,4 +66,44 @@ def test_runs_side_by_side_from_the_command_line(tmp_path, capsys):
 def test_not_a_run_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
-    assert "is not a run folder: it has no metrics.jsonl" in capsys.readouterr().err
+    assert "is not a complete run folder: it has no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_a_truncated_last_line_is_named_and_the_rest_reported(tmp_path, capsys):
+    run = fake_run(tmp_path / "ce", "instance", [0.3, 0.5, 0.45])
+    metrics = run / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes()[:-40])  # killed while writing epoch 3
+    main([str(run)])
+    err = capsys.readouterr().err
+    assert f"warning: {metrics} line 3 is not valid JSON" in err
+    assert "| ce | 2/3 | 50.00 |" in (run / "report.md").read_text()
+
+
+def test_report_files_of_another_folder_are_not_replaced_without_overwrite(tmp_path, capsys):
+    run = fake_run(tmp_path / "ce", "instance", [0.3])
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("my notes")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(run), "--out", str(out)])
+    assert exit_.value.code == 2
+    assert "already holds report.md; pass --overwrite" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "my notes"
+    main([str(run), "--out", str(out), "--overwrite"])
+    assert "| ce | 1/1 |" in (out / "report.md").read_text()
+
+
+def test_without_matplotlib_the_table_is_still_written(tmp_path, monkeypatch, capsys):
+    run = fake_run(tmp_path / "ce", "instance", [0.3, 0.4])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    written = write_report([run], run)
+    assert [p.name for p in written] == ["report.md"]
+    assert "pip install 'ltfast[plots]'" in (run / "report.md").read_text()
+    assert "matplotlib is not installed" in capsys.readouterr().err
+
+
+def test_tilde_paths_are_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    fake_run(tmp_path / "ce", "instance", [0.3])
+    main(["~/ce", "--out", "~/report"])
+    assert (tmp_path / "report" / "report.md").is_file()

@@ -130,3 +130,26 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         checkpoint.save({"bad": torch.zeros(3)}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_mid_epoch_resume_under_another_batch_size_is_refused(
+    tmp_path, data_root, monkeypatch, capsys
+):
+    out = tmp_path / "interrupted"
+    interrupt_at_step(monkeypatch, 10)  # epoch 2, step 3 of 7
+    with pytest.raises(SystemExit):
+        main(flags(data_root, out))
+    monkeypatch.undo()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--resume", str(out), "--batch-size", "16"])
+    assert exit_.value.code == 2
+    assert (
+        "batch_size: 32 in the checkpoint, 16 now (the checkpoint is in the middle of an epoch)"
+        in capsys.readouterr().err
+    )
+
+
+def test_between_epochs_the_batch_size_may_change(tmp_path, data_root, uninterrupted):
+    out = tmp_path / "longer"
+    main(["--resume", str(uninterrupted), "--out", str(out), "--epochs", "4", "--batch-size", "16"])
+    assert [r["epoch"] for r in metrics(out)] == [1, 2, 3, 4]

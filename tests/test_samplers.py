@@ -155,3 +155,32 @@ def test_state_dict_round_trip():
 def test_bad_parameters(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ClassBalancedSampler(TARGETS, seed=1.5), r"seed must be an integer, got 1\.5"),
+        (lambda: ShuffleSampler(10, seed=2.0), r"seed must be an integer, got 2\.0 \(float\)"),
+        (lambda: ProgressiveBalancedSampler(TARGETS, 2.5), r"epochs must be an integer, got 2\.5"),
+        (lambda: ProgressiveBalancedSampler(TARGETS, float("nan")), "epochs must be an integer"),
+        (lambda: ClassBalancedSampler(TARGETS, num_samples=10.5), "num_samples must be an int"),
+        (lambda: ShuffleSampler(10.0), "num_samples must be an integer"),
+        (lambda: ClassBalancedSampler(TARGETS, num_classes=3.0), "num_classes must be an int"),
+        (lambda: ClassBalancedSampler(TARGETS, num_replicas=2.0, rank=0), "num_replicas must"),
+        (lambda: ClassBalancedSampler(TARGETS).set_epoch(1.5), "epoch must be an integer"),
+        (lambda: ProgressiveBalancedSampler(TARGETS, 3).set_epoch(True), "epoch must be an int"),
+        (lambda: ClassBalancedSampler([0.0, 1.5, 1.0]), "targets must be integer class labels"),
+        (lambda: ClassBalancedSampler(torch.tensor([0.0, 1.0])), "got dtype float32"),
+        (lambda: ClassBalancedSampler(np.array([True, False])), "got dtype bool"),
+    ],
+)
+def test_non_integer_arguments_are_refused(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_numpy_integers_are_integers():
+    sampler = ProgressiveBalancedSampler(np.array(TARGETS), np.int64(3), seed=np.uint32(4))
+    sampler.set_epoch(np.int64(2))
+    assert sampler.epoch == 2 and sampler.seed == 4 and len(sampler.indices()) == len(TARGETS)

@@ -1,0 +1,217 @@
+"""The run folder: what a training run writes, and the one place that writes and reads it.
+
+A folder is an ltfast run only when it holds the marker `ltfast-run.json`, written when a run
+claims the folder. ltfast never overwrites or deletes a file in a folder without that marker,
+and in a marked folder it deletes only its own files, only with `--overwrite`, and only once
+the new run has been validated (config resolved, data opened, model built).
+
+Files: `ltfast-run.json` (marker), `config.yaml` (the resolved config), `dataset.json` (class
+names and counts), `metrics.jsonl` (one JSON line per epoch), `summary.json`, `last.pt` and
+`best.pt` (see ltfast.checkpoint), the report (`report.md` and PNG plots, see ltfast.report),
+and optionally `tensorboard/` and `draws/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MARKER = "ltfast-run.json"
+MARKER_FORMAT = "ltfast-run"
+CONFIG = "config.yaml"
+DATASET = "dataset.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+LAST = "last.pt"
+BEST = "best.pt"
+REPORT = "report.md"
+PLOTS = ("class_distribution", "per_class_accuracy", "learning_curves", "sampler_probabilities")
+REPORT_FILES = (REPORT, *(f"{name}.png" for name in PLOTS))
+FILES = (MARKER, CONFIG, DATASET, METRICS, SUMMARY, LAST, BEST, *REPORT_FILES)
+FOLDERS = ("tensorboard", "draws")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked; the message says why and what to do."""
+
+
+def writable_folder_problem(path: Path) -> str | None:
+    """Why a run folder could not be created or written at `path`, or None. Writes nothing
+    that stays: the probe is a temporary file in the nearest existing folder."""
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, so {path} cannot be a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"{existing} is not writable ({error.strerror})"
+    return None
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # ----- what the folder is -------------------------------------------------------------
+
+    def is_run(self) -> bool:
+        """Whether the folder holds ltfast's marker (a damaged marker raises)."""
+        marker = self.file(MARKER)
+        if not marker.is_file():
+            return False
+        try:
+            found = json.loads(marker.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunFolderError(
+                f"{marker} is damaged ({error}); if {self.path} is an ltfast run, rewrite it as "
+                f'{{"format": "{MARKER_FORMAT}"}}, otherwise remove it'
+            ) from None
+        return isinstance(found, dict) and found.get("format") == MARKER_FORMAT
+
+    def has_checkpoint(self) -> bool:
+        return self.file(LAST).is_file()
+
+    def foreign_files(self) -> list[str]:
+        """ltfast's file names that an unmarked folder already holds (ltfast's to refuse)."""
+        return [n for n in (*FILES, *FOLDERS) if self.file(n).exists()]
+
+    def check_can_start(self, overwrite: bool, resuming_here: bool = False) -> None:
+        """Raises RunFolderError unless a run may be written here; writes nothing.
+
+        `resuming_here`: the run continues the checkpoint of this very folder.
+        """
+        problem = writable_folder_problem(self.path)
+        if problem:
+            raise RunFolderError(f"out: {problem}; --out takes a folder that ltfast can write")
+        if not self.path.is_dir():
+            return
+        if not self.is_run():
+            clashes = self.foreign_files()
+            if clashes:
+                raise RunFolderError(
+                    f"out: {self.path} is not an ltfast run folder (it has no {MARKER}) but "
+                    f"holds {', '.join(clashes)}; ltfast does not overwrite files it did not "
+                    f"write, even with --overwrite. Choose another --out, or move those files"
+                )
+            return
+        if resuming_here or overwrite:
+            return
+        if self.has_checkpoint():
+            raise RunFolderError(
+                f"out: {self.path} already holds a run; pass --overwrite to replace it, or "
+                f"--resume {self.path} to continue it"
+            )
+        raise RunFolderError(
+            f"out: {self.path} holds a run that stopped before its first checkpoint (nothing "
+            f"to resume); pass --overwrite to start it again"
+        )
+
+    def claim(self, overwrite: bool) -> None:
+        """Makes the folder this run's: with `overwrite`, deletes the previous run's files (and
+        only those); in every case removes half-written files left by a killed process. Call
+        once the run has been validated, after check_can_start()."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if overwrite and self.is_run():
+            for name in FILES:
+                self.file(name).unlink(missing_ok=True)
+            for name in FOLDERS:
+                shutil.rmtree(self.file(name), ignore_errors=True)
+        for partial in self.path.glob(".*.partial"):
+            partial.unlink(missing_ok=True)
+        marker = {"format": MARKER_FORMAT, "version": 1, "created": time.strftime("%FT%T%z")}
+        self._write(MARKER, json.dumps(marker) + "\n")
+
+    # ----- the files ----------------------------------------------------------------------
+
+    def _write(self, name: str, text: str) -> None:
+        """Atomic: a reader sees the old file or the new one, never half of either."""
+        partial = self.file(f".{name}.partial")
+        try:
+            partial.write_text(text)
+            os.replace(partial, self.file(name))
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _read(self, name: str) -> str:
+        path = self.file(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.path} is not a complete run folder: it has no {name}")
+        try:
+            return path.read_text()
+        except UnicodeDecodeError:
+            raise RunFolderError(f"{path} is not a text file") from None
+
+    def write_config(self, values: dict[str, Any]) -> None:
+        self._write(CONFIG, yaml.safe_dump(values, sort_keys=False))
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            values = yaml.safe_load(self._read(CONFIG))
+        except yaml.YAMLError as error:
+            raise RunFolderError(f"{self.file(CONFIG)} is not valid YAML: {error}") from None
+        if not isinstance(values, dict):
+            raise RunFolderError(f"{self.file(CONFIG)} does not hold a mapping of field: value")
+        return values
+
+    def write_json(self, name: str, value: dict[str, Any]) -> None:
+        self._write(name, json.dumps(value, indent=2) + "\n")
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        try:
+            value = json.loads(self._read(name))
+        except json.JSONDecodeError as error:
+            raise RunFolderError(f"{self.file(name)} is not valid JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise RunFolderError(f"{self.file(name)} does not hold a JSON object")
+        return value
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        self._write(METRICS, "".join(json.dumps(r) + "\n" for r in records))
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.file(METRICS), "a") as log:
+            log.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The epochs of metrics.jsonl. A damaged line (a process killed while writing it) is
+        named on stderr and skipped, so that what was written before it still counts."""
+        path = self.file(METRICS)
+        records = []
+        for number, line in enumerate(self._read(METRICS).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                record = None
+                reason = f"not valid JSON ({error.msg})"
+            else:
+                reason = "not a JSON object with an 'epoch'"
+            if not isinstance(record, dict) or "epoch" not in record:
+                print(
+                    f"warning: {path} line {number} is {reason}; skipped (a run killed while "
+                    f"writing it leaves such a line)",
+                    file=sys.stderr,
+                )
+                continue
+            records.append(record)
+        return records
