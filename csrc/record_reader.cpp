@@ -1,5 +1,7 @@
 #include "record_reader.hpp"
 
+#include "bus_guard.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -245,6 +247,35 @@ std::size_t RecordReader::decode_range(const std::int64_t* indices, std::size_t 
     return mismatch;
 }
 
+void RecordReader::throw_interrupted() const {
+    try {
+        for (const auto& file : files_) file.check_unchanged();  // names the file that shrank
+    } catch (const FileError& changed) {
+        throw FileError(changed.errno_code, changed.path,
+                        std::string(changed.what()) + " (it shrank during the copy: bus error)");
+    }
+    throw FileError(EIO, files_.front().path(),
+                    "a CIFAR file was cut short while it was read (bus error); open the dataset "
+                    "(or RecordReader) again once the files are complete");
+}
+
+struct RecordReader::Range {
+    const RecordReader* reader;
+    const std::int64_t* indices;
+    std::size_t begin, end;
+    Layout layout;
+    bool streaming;
+    std::uint8_t* out;
+    std::size_t mismatch = kAllMatch;
+    bool interrupted = false;
+
+    static void work(void* range) {
+        auto& r = *static_cast<Range*>(range);
+        r.mismatch = r.reader->decode_range(r.indices, r.begin, r.end, r.layout, r.streaming, r.out);
+    }
+    void operator()() { interrupted = !run_catching_bus_errors(&Range::work, this); }
+};
+
 void RecordReader::decode(const std::int64_t* indices, std::size_t count, Layout layout,
                           std::uint8_t* out, unsigned threads) const {
     for (const auto& file : files_) file.check_unchanged();
@@ -262,25 +293,23 @@ void RecordReader::decode(const std::int64_t* indices, std::size_t count, Layout
     // Each thread writes its own contiguous block of `out`, so the result cannot depend on
     // the thread count. If the OS refuses a thread, this thread decodes what is left.
     const std::size_t chunk = (count + threads - 1) / threads;
-    std::vector<std::thread> workers;
-    std::vector<std::size_t> mismatches(threads, kAllMatch);
-    std::size_t assigned = std::min(count, chunk);  // [0, chunk) stays with this thread
-    try {
-        while (assigned < count && workers.size() + 1 < threads) {
-            const std::size_t begin = assigned;
-            const std::size_t end = std::min(count, begin + chunk);
-            std::size_t* mismatch = &mismatches[workers.size() + 1];
-            workers.emplace_back([=] {
-                *mismatch = decode_range(indices, begin, end, layout, streaming, out);
-            });
-            assigned = end;
-        }
-    } catch (const std::system_error&) {
+    std::vector<Range> ranges;
+    for (std::size_t begin = 0; begin < count || ranges.empty(); begin += chunk) {
+        ranges.push_back({this, indices, begin, std::min(count, begin + chunk), layout, streaming, out});
     }
-    mismatches[0] = std::min(decode_range(indices, 0, std::min(count, chunk), layout, streaming, out),
-                             decode_range(indices, assigned, count, layout, streaming, out));
+    std::vector<std::thread> workers;
+    try {
+        for (std::size_t r = 1; r < ranges.size(); ++r) workers.emplace_back(std::ref(ranges[r]));
+    } catch (const std::system_error&) {
+        for (std::size_t r = workers.size() + 1; r < ranges.size(); ++r) ranges[r]();
+    }
+    ranges[0]();
     for (auto& worker : workers) worker.join();
-    const std::size_t first = *std::min_element(mismatches.begin(), mismatches.end());
+    std::size_t first = kAllMatch;
+    for (const auto& range : ranges) {
+        if (range.interrupted) throw_interrupted();
+        first = std::min(first, range.mismatch);
+    }
     if (first != kAllMatch) throw_changed(indices ? static_cast<std::size_t>(indices[first]) : first);
 }
 

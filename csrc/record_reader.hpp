@@ -43,6 +43,7 @@ public:
 
 private:
     static constexpr std::size_t kAllMatch = static_cast<std::size_t>(-1);
+    struct Range;  // one thread's share of a decode, run under the bus-error guard
 
     // Returns the first position in [begin, end) whose record's label bytes no longer match
     // the labels read at opening, or kAllMatch.
@@ -50,6 +51,7 @@ private:
                              Layout layout, bool streaming, std::uint8_t* out) const;
     bool label_matches(std::size_t record) const noexcept;
     [[noreturn]] void throw_changed(std::size_t record) const;
+    [[noreturn]] void throw_interrupted() const;
 
     int label_bytes_;
     std::vector<MappedFile> files_;

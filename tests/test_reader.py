@@ -225,6 +225,63 @@ def test_a_file_truncated_after_opening_raises_oserror_naming_it(cifar10_files, 
         reader.decode([0])  # every call checks every file: the next batch is refused too
 
 
+TRUNCATE_DURING_COPIES = """
+import os, sys, threading, time
+import numpy as np
+from _ltfast import RecordReader
+
+path, trials = sys.argv[1], 8
+raw = open(path, "rb").read()
+stamp = os.stat(path)
+reader = RecordReader(path)
+expected = reader.decode()
+start = time.perf_counter()
+reader.decode(threads=2)
+took = time.perf_counter() - start
+rng = np.random.default_rng(0)
+bus_errors = 0
+for trial in range(trials):
+    with open(path, "r+b") as file:
+        file.write(raw)
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the check passes again
+    result = {}
+
+    def work():
+        try:
+            result["equal"] = np.array_equal(reader.decode(threads=2), expected)
+        except OSError as error:
+            result["error"] = error
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    time.sleep(rng.uniform(0.2, 0.6) * took)  # inside the copy
+    os.truncate(path, 3073 * 10)
+    worker.join()
+    if "error" in result:
+        assert result["error"].filename == path, result["error"]
+        bus_errors += "bus error" in str(result["error"])
+    else:
+        assert result["equal"]
+print("bus errors caught:", bus_errors, "of", trials)
+"""
+
+
+def test_a_file_truncated_during_a_copy_raises_instead_of_killing_the_process(tmp_path):
+    # The size check runs before each copy; another process can still cut the file in the
+    # middle of one, which raises SIGBUS. Run where a crash cannot take pytest down.
+    count = 20000  # 61 MB: a copy of tens of milliseconds to truncate in the middle of
+    path = write_records(tmp_path / "big.bin", [np.arange(count) % 10], encoded_images(0, count))
+    result = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", TRUNCATE_DURING_COPIES, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    caught = int(result.stdout.split("bus errors caught:")[1].split()[0])
+    assert caught >= 1, result.stdout  # the guard, not only the check, was exercised
+
+
 def test_a_file_truncated_under_a_dataloader_worker_is_named(cifar10_files):
     reader = RecordReader([aged(p) for p in cifar10_files])
     loader = torch.utils.data.DataLoader(ReaderDataset(reader), batch_size=16, num_workers=1)
