@@ -108,6 +108,14 @@ def load_data(config: TrainConfig) -> tuple[LongTailCIFAR10, LongTailCIFAR10]:
     return train, test
 
 
+def input_format(device: torch.device, amp: bool) -> tuple[torch.dtype, bool]:
+    """(dtype, channels_last) of the batches the device loader hands the model: on CUDA,
+    channels_last (what tensor-core convolutions read) and, under --amp, already bf16;
+    float32 NCHW elsewhere. The model's memory format follows."""
+    cuda = device.type == "cuda"
+    return (torch.bfloat16 if amp and cuda else torch.float32), cuda
+
+
 def make_loaders(config: TrainConfig, train, test, device: torch.device, world: World):
     """The training loader, and this rank's strided shard of the test split."""
     cuda = device.type == "cuda"
@@ -118,8 +126,8 @@ def make_loaders(config: TrainConfig, train, test, device: torch.device, world: 
             TorchLoader(train, config.batch_size, device, True, config.workers, cuda),
             TorchLoader(test, 1000, device, False, config.workers, cuda, shard_indices),
         )
-    dtype = torch.bfloat16 if config.amp and cuda else torch.float32
-    common = {"device": device, "dtype": dtype, "channels_last": cuda}
+    dtype, channels_last = input_format(device, config.amp)
+    common = {"device": device, "dtype": dtype, "channels_last": channels_last}
     return (
         DeviceLoader(
             train.data, train.targets, config.batch_size, augment=True, seed=config.seed, **common
@@ -141,7 +149,7 @@ class Trainer:
         self.train_set, self.test_set = load_data(config)
         self.num_classes = len(self.train_set.classes)
         model = build_model(config.model, self.num_classes).to(self.device)
-        if self.device.type == "cuda":
+        if input_format(self.device, config.amp)[1]:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         wrapped = DistributedDataParallel(model) if world.distributed else model

@@ -71,3 +71,16 @@ def test_device_loader_serves_the_samplers_indices():
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     other = [x for x, _ in augmented.batches(sampler, epoch=5)]
     assert not torch.equal(first[0], other[0])
+
+
+def test_device_loader_bf16_channels_last_output_equals_the_float32_output():
+    """What the loader hands a CUDA model under --amp, checked on the CPU."""
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    targets = list(range(40))
+    common = {"device": "cpu", "augment": True, "seed": 3}
+    plain = DeviceLoader(images, targets, 16, **common)
+    fast = DeviceLoader(images, targets, 16, dtype=torch.bfloat16, channels_last=True, **common)
+    for (x, y), (x_fast, y_fast) in zip(plain.batches(), fast.batches(), strict=True):
+        assert x_fast.dtype == torch.bfloat16
+        assert x_fast.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x_fast, x.to(torch.bfloat16)) and torch.equal(y_fast, y)

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
+import ltfast.train
+from ltfast import checkpoint
 from ltfast.config import TrainConfig, resolve
 from ltfast.schedules import SamplingSchedule, lr_factor
 from ltfast.train import main
@@ -201,3 +204,23 @@ def test_cli_runs_from_the_repository_root():
     )
     assert result.returncode == 0, result.stderr
     assert "--sampler" in result.stdout
+
+
+def test_the_cuda_input_format_trains_on_the_cpu(tmp_path, data_root, monkeypatch):
+    """The CUDA recipe (bf16 channels_last batches, channels_last model, bf16 autocast) run on
+    the CPU, so that a first GPU run is not the first run of that code."""
+    monkeypatch.setattr(ltfast.train, "input_format", lambda device, amp: (torch.bfloat16, True))
+    seen = []
+    original = ltfast.train.Trainer.__init__
+
+    def spy_on_inputs(self, *args):
+        original(self, *args)
+        self.model.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+
+    monkeypatch.setattr(ltfast.train.Trainer, "__init__", spy_on_inputs)
+    summary = run(tmp_path, data_root, "--epochs", "1", "--amp")
+    assert np.isfinite(summary["final"]["train_loss"]) and summary["final"]["test_top1"] > 0
+    assert seen and all(x.dtype == torch.bfloat16 for x in seen)
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
+    weights = checkpoint.load(tmp_path / "run")["model"]["conv1.weight"]
+    assert weights.dtype == torch.float32  # autocast computes in bf16, keeps fp32 weights
