@@ -45,7 +45,8 @@ RNG_FIELDS = ("python", "numpy", "torch", "cuda")
 def rng_state() -> dict:
     """Python's, NumPy's global, torch's CPU and every CUDA device's generator state, as
     plain lists and tensors (loadable with weights_only=True)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)  # noqa: NPY002
+    keys = np.asarray(keys)
     return {
         "python": [list(s) if isinstance(s, tuple) else s for s in random.getstate()],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],

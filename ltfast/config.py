@@ -11,6 +11,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -241,9 +242,9 @@ def parser() -> argparse.ArgumentParser:
     args.add_argument("--resume", type=user_path, help="run folder or checkpoint to continue")
     for f in dataclasses.fields(TrainConfig):
         flag, kind = "--" + f.name.replace("_", "-"), _field_type(f)
-        default = f.default_factory() if kind is list else f.default
+        default = getattr(TrainConfig(), f.name)
         help_text = f"{f.metadata['help']} (default: {default})"
-        common = {"dest": f.name, "help": help_text, "default": argparse.SUPPRESS}
+        common: dict[str, Any] = {"dest": f.name, "help": help_text, "default": argparse.SUPPRESS}
         if kind is bool:
             args.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif kind is list:

@@ -204,7 +204,7 @@ class CIFAR100(CIFAR10):
         return f"Labels: {self.label}"
 
 
-class _LongTail:
+class _LongTail(CIFAR10):
     """The standard long-tailed training subset (see ltfast.longtail); the test split stays
     balanced. `.indices` are the kept positions in the full split."""
 

@@ -14,10 +14,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 from torchvision.transforms import v2
 
 from ltfast.augment import MEAN, STD, Normalize, random_crop_flip
+from ltfast.datasets import CIFAR10
+from ltfast.samplers import EpochSampler
 from ltfast.seeds import AUGMENT, derive_seed
 
 PADDING = 4
@@ -57,7 +59,7 @@ class DeviceLoader:
         self.batch_size, self.augment, self.seed = batch_size, augment, seed
         self.normalize = Normalize(self.device, dtype, channels_last)
 
-    def batches(self, sampler: Sampler | None = None, epoch: int = 0) -> Iterator[Batch]:
+    def batches(self, sampler: EpochSampler | None = None, epoch: int = 0) -> Iterator[Batch]:
         """One pass over `sampler.indices()` (or over all images in order)."""
         if sampler is None:
             order = torch.arange(len(self.images), device=self.device)
@@ -92,7 +94,7 @@ class TorchLoader:
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: CIFAR10,
         batch_size: int,
         device: torch.device,
         augment: bool,

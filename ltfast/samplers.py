@@ -72,7 +72,7 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     return num_replicas, rank
 
 
-class _EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[int]):
     """A fresh draw each epoch, a pure function of (seed, epoch), strided across ranks."""
 
     def __init__(
@@ -115,7 +115,7 @@ class _EpochSampler(Sampler[int]):
         self.set_epoch(state["epoch"])
 
 
-class ShuffleSampler(_EpochSampler):
+class ShuffleSampler(EpochSampler):
     """Instance sampling: a permutation of all samples each epoch, without replacement.
 
     With several ranks the permutation is padded by wrapping around, like DistributedSampler.
@@ -135,7 +135,7 @@ class ShuffleSampler(_EpochSampler):
         return np.resize(order, self.total_size)
 
 
-class _ClassSampler(_EpochSampler):
+class _ClassSampler(EpochSampler):
     """Draws a class with the epoch's class probabilities, then a sample of it uniformly."""
 
     def __init__(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from torch.utils.data import Sampler
 
 from ltfast.config import TrainConfig
 from ltfast.samplers import (
     ClassBalancedSampler,
+    EpochSampler,
     ProgressiveBalancedSampler,
     ShuffleSampler,
     balanced_probabilities,
@@ -53,7 +53,7 @@ class SamplingSchedule:
                 **world,
             )
 
-    def sampler(self, epoch: int) -> Sampler:
+    def sampler(self, epoch: int) -> EpochSampler:
         """The sampler of `epoch`, already set to it."""
         if self.chosen is None or epoch < self.start:
             self.instance.set_epoch(epoch)
@@ -64,6 +64,6 @@ class SamplingSchedule:
 
     def class_probabilities(self, epoch: int) -> np.ndarray:
         sampler = self.sampler(epoch)
-        if sampler is self.instance:
-            return balanced_probabilities(self.counts, 1.0)
-        return sampler.class_probabilities()
+        if isinstance(sampler, ClassBalancedSampler | ProgressiveBalancedSampler):
+            return sampler.class_probabilities()
+        return balanced_probabilities(self.counts, 1.0)

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 import ltfast
 from ltfast import checkpoint, distributed, kernels
 from ltfast.config import TrainConfig, from_mapping, incompatibilities, parser, resolve
-from ltfast.datasets import DatasetError, LongTailCIFAR10, LongTailCIFAR100
+from ltfast.datasets import CIFAR10, DatasetError, LongTailCIFAR10, LongTailCIFAR100
 from ltfast.distributed import World
 from ltfast.download import DownloadError
 from ltfast.loader import DeviceLoader, TorchLoader
@@ -76,7 +77,7 @@ def pick_device(name: str, world: World) -> torch.device:
     return device
 
 
-def load_data(config: TrainConfig) -> tuple[LongTailCIFAR10, LongTailCIFAR10]:
+def load_data(config: TrainConfig) -> tuple[CIFAR10, CIFAR10]:
     """The long-tailed training split and the balanced test split."""
     root = Path(config.data_root)
     if config.dataset == "synthetic":
@@ -127,12 +128,26 @@ def make_loaders(config: TrainConfig, train, test, device: torch.device, world: 
             TorchLoader(test, 1000, device, False, config.workers, cuda, shard_indices),
         )
     dtype, channels_last = input_format(device, config.amp)
-    common = {"device": device, "dtype": dtype, "channels_last": channels_last}
     return (
         DeviceLoader(
-            train.data, train.targets, config.batch_size, augment=True, seed=config.seed, **common
+            train.data,
+            train.targets,
+            config.batch_size,
+            device,
+            augment=True,
+            seed=config.seed,
+            dtype=dtype,
+            channels_last=channels_last,
         ),
-        DeviceLoader(test.data[shard], test.targets[shard], 1000, augment=False, **common),
+        DeviceLoader(
+            test.data[shard],
+            test.targets[shard],
+            1000,
+            device,
+            augment=False,
+            dtype=dtype,
+            channels_last=channels_last,
+        ),
     )
 
 
@@ -396,7 +411,8 @@ class StopOnSignal:
     interrupts at once."""
 
     def __init__(self, trainer: Trainer):
-        self.trainer, self.signal, self.previous = trainer, None, {}
+        self.trainer, self.signal = trainer, None
+        self.previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
         self.trainer.stop_requested, self.signal = True, signum
