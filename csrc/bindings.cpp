@@ -110,8 +110,12 @@ std::uint8_t* checked_out(const py::object& out, const std::vector<py::ssize_t>&
 }
 
 py::array decode(py::handle self, const py::object& indices, const std::string& layout_name,
-                 const py::object& out, unsigned threads) {
+                 const py::object& out, int threads) {
     const RecordReader& reader = reader_of(self);
+    if (threads < 0) {
+        throw py::value_error("threads must be >= 0 (0 picks a count), got " +
+                              std::to_string(threads));
+    }
     const Layout layout = parse_layout(layout_name);
     std::vector<std::int64_t> picked;
     const bool all = indices.is_none();
@@ -127,7 +131,8 @@ py::array decode(py::handle self, const py::object& indices, const std::string& 
                                          : checked_out(out, shape);
     {
         py::gil_scoped_release release;
-        reader.decode(all ? nullptr : picked.data(), count, layout, target, threads);
+        reader.decode(all ? nullptr : picked.data(), count, layout, target,
+                      static_cast<unsigned>(threads));
     }
     return result;
 }
@@ -196,7 +201,7 @@ A reader pickles by its paths and reopens the files, so it can go to spawned wor
             }),
             "CIFAR-100's int64 coarse labels, a new array each time.")
         .def("decode", &decode, py::arg("indices") = py::none(), py::arg("layout") = "NCHW",
-             py::arg("out") = py::none(), py::arg("threads") = 0u, R"doc(
+             py::arg("out") = py::none(), py::arg("threads") = 0, R"doc(
 Images of all records, or of `indices` (any order, repeats allowed), as uint8.
 
 layout "NCHW" gives shape (N, 3, 32, 32), "NHWC" (N, 32, 32, 3). `out`, when given, must

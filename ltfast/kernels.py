@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ltfast.checks import integer
+
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -130,7 +132,7 @@ def long_tail_indices(labels: np.ndarray, per_class: np.ndarray, seed: int = 0) 
     if np.any(per_class < 0) or np.any(per_class > available):
         cls = int(np.flatnonzero((per_class < 0) | (per_class > available))[0])
         raise ValueError(f"class {cls} asks for {per_class[cls]} samples but has {available[cls]}")
-    if not 0 <= seed < 2**32:
+    if not 0 <= integer("seed", seed) < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     return _long_tail_indices(labels, per_class, np.uint32(seed))
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ltfast.checks import real
 from ltfast.kernels import long_tail_indices
 
 IMB_TYPES = ("exp", "step")
 
 
 def check_imbalance(imb_factor: float, imb_type: str) -> None:
-    if not 0 < imb_factor <= 1:
+    if not 0 < real("imb_factor", imb_factor) <= 1:
         raise ValueError(
             f"imb_factor must be in (0, 1] (n_min / n_max; 0.01 is an imbalance ratio of 100), "
             f"got {imb_factor}"

@@ -37,6 +37,16 @@ PLOTS = ("class_distribution", "per_class_accuracy", "learning_curves", "sampler
 REPORT_FILES = (REPORT, *(f"{name}.png" for name in PLOTS))
 FILES = (MARKER, CONFIG, DATASET, METRICS, SUMMARY, LAST, BEST, *REPORT_FILES)
 FOLDERS = ("tensorboard", "draws")
+# What every line of metrics.jsonl holds at least (training writes more).
+METRICS_KEYS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "test_top1",
+    "test_balanced_acc",
+    "per_class",
+    "class_probabilities",
+)
 
 
 class RunFolderError(ValueError):
@@ -202,11 +212,13 @@ class RunFolder:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                record = None
-                reason = f"not valid JSON ({error.msg})"
+                record, reason = None, f"not valid JSON ({error.msg})"
             else:
-                reason = "not a JSON object with an 'epoch'"
-            if not isinstance(record, dict) or "epoch" not in record:
+                missing = [
+                    k for k in METRICS_KEYS if not isinstance(record, dict) or k not in record
+                ]
+                reason = f"not a record of an epoch (it lacks {', '.join(missing)})"
+            if not isinstance(record, dict) or any(k not in record for k in METRICS_KEYS):
                 print(
                     f"warning: {path} line {number} is {reason}; skipped (a run killed while "
                     f"writing it leaves such a line)",

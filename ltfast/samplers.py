@@ -15,19 +15,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from ltfast.checks import integer, real
 from ltfast.kernels import ClassIndex, class_counts
 from ltfast.seeds import SAMPLER, derive_seed
 
 CONVENTIONS = ("t/T", "(t-1)/(T-1)")
-
-
-def _integer(name: str, value: object, minimum: int) -> int:
-    """`value` as an int, refusing floats (2.5, but also 2.0 and NaN), bools and strings."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _targets(targets: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
@@ -42,7 +34,7 @@ def _targets(targets: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
 
 def balanced_probabilities(counts: np.ndarray, q: float) -> np.ndarray:
     """p_j = n_j**q / sum_i n_i**q over the classes that have samples; 0 for empty classes."""
-    if not 0 <= q <= 1:
+    if not 0 <= real("q", q) <= 1:
         raise ValueError(
             f"q must be in [0, 1] (1 instance-, 0.5 square-root-, 0 class-balanced), got {q}"
         )
@@ -64,7 +56,7 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
         num_replicas = dist.get_world_size() if initialised else 1
     if rank is None:
         rank = dist.get_rank() if initialised else 0
-    num_replicas, rank = _integer("num_replicas", num_replicas, 1), _integer("rank", rank, 0)
+    num_replicas, rank = integer("num_replicas", num_replicas, 1), integer("rank", rank, 0)
     if num_replicas < 1 or not 0 <= rank < num_replicas:
         raise ValueError(
             f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}"
@@ -82,8 +74,8 @@ class EpochSampler(Sampler[int]):
         num_replicas: int | None,
         rank: int | None,
     ):
-        self.num_samples = _integer("num_samples", num_samples, 1)
-        self.seed = _integer("seed", seed, 0)
+        self.num_samples = integer("num_samples", num_samples, 1)
+        self.seed = integer("seed", seed, 0)
         self.num_replicas, self.rank = _world(num_replicas, rank)
         self.epoch = 0
         # Like DistributedSampler: the total is rounded up so every rank is equally long.
@@ -91,7 +83,7 @@ class EpochSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Selects epoch `epoch` (0-based) for the next iteration."""
-        self.epoch = _integer("epoch", epoch, 0)
+        self.epoch = integer("epoch", epoch, 0)
 
     def global_indices(self) -> np.ndarray:
         """The whole draw of the current epoch, before it is split across ranks."""
@@ -150,7 +142,7 @@ class _ClassSampler(EpochSampler):
         targets = _targets(targets)
         if num_classes is None:
             num_classes = int(targets.max()) + 1
-        num_classes = _integer("num_classes", num_classes, 1)
+        num_classes = integer("num_classes", num_classes, 1)
         self.counts = class_counts(targets, num_classes)
         self._index = ClassIndex(targets, num_classes)
         super().__init__(
@@ -205,7 +197,7 @@ class ProgressiveBalancedSampler(_ClassSampler):
         num_replicas: int | None = None,
         rank: int | None = None,
     ):
-        epochs = _integer("epochs", epochs, 1)
+        epochs = integer("epochs", epochs, 1)
         if convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         if convention == "(t-1)/(T-1)" and epochs < 2:
@@ -214,7 +206,7 @@ class ProgressiveBalancedSampler(_ClassSampler):
         super().__init__(targets, num_samples, seed, num_classes, num_replicas, rank)
 
     def set_epoch(self, epoch: int) -> None:
-        if _integer("epoch", epoch, 0) >= self.epochs:
+        if integer("epoch", epoch, 0) >= self.epochs:
             raise ValueError(
                 f"epoch must be in 0..{self.epochs - 1} for epochs={self.epochs}, got {epoch}"
             )

@@ -142,6 +142,19 @@ def test_cifar100_class_name_files_are_counted(tmp_path):
         CIFAR100(root, label="coarse")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"seed": 1.5}, r"seed must be an integer, got 1\.5"),
+        ({"seed": np.float64(2.0)}, "seed must be an integer"),
+        ({"imb_factor": "0.01"}, "imb_factor must be a number, got '0.01'"),
+    ],
+)
+def test_long_tail_arguments_of_the_wrong_type_are_named(cifar10_root, kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        LongTailCIFAR10(cifar10_root, **kwargs)
+
+
 def test_bad_long_tail_parameters(cifar10_root):
     with pytest.raises(ValueError, match="imb_factor must be in"):
         LongTailCIFAR10(cifar10_root, imb_factor=2)

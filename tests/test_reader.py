@@ -359,6 +359,8 @@ def test_uint64_indices_are_named_with_their_true_value(cifar10_files, index):
 
 def test_bad_indices_and_layout(cifar10_files):
     reader = RecordReader(cifar10_files)
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        reader.decode(threads=-1)
     with pytest.raises(TypeError, match="indices must be integers, got dtype float64"):
         reader.decode([0.0, 1.0])
     with pytest.raises(ValueError, match=r"1-D array, got shape \(2, 2\)"):

@@ -79,6 +79,17 @@ def test_a_truncated_last_line_is_named_and_the_rest_reported(tmp_path, capsys):
     assert "| ce | 2/3 | 50.00 |" in (run / "report.md").read_text()
 
 
+def test_a_line_lacking_fields_is_named(tmp_path, capsys):
+    run = fake_run(tmp_path / "ce", "instance", [0.3, 0.5])
+    with open(run / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"epoch": 3, "lr": 0.1}\n')
+    main([str(run)])
+    assert "line 3 is not a record of an epoch (it lacks train_loss, test_top1" in (
+        capsys.readouterr().err
+    )
+    assert "| ce | 2/2 |" in (run / "report.md").read_text()
+
+
 def test_report_files_of_another_folder_are_not_replaced_without_overwrite(tmp_path, capsys):
     run = fake_run(tmp_path / "ce", "instance", [0.3])
     out = tmp_path / "mine"

@@ -173,6 +173,7 @@ def test_bad_parameters(make, message):
         (lambda: ClassBalancedSampler([0.0, 1.5, 1.0]), "targets must be integer class labels"),
         (lambda: ClassBalancedSampler(torch.tensor([0.0, 1.0])), "got dtype float32"),
         (lambda: ClassBalancedSampler(np.array([True, False])), "got dtype bool"),
+        (lambda: ClassBalancedSampler(TARGETS, q="0.5"), "q must be a number, got '0.5'"),
     ],
 )
 def test_non_integer_arguments_are_refused(make, message):
