@@ -38,8 +38,13 @@ def init(use_cuda: bool) -> World:
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def shutdown(world: World) -> None:
+def shutdown(world: World, together: bool) -> None:
+    """Leaves the process group. `together`: every rank gets here (a finished or a stopped
+    run), so they first wait for each other; a rank that tears down while another still
+    talks to it (rank 0 writing the report) can abort the process on the way out."""
     if world.distributed and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

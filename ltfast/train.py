@@ -438,9 +438,15 @@ def train(config: TrainConfig, resume: Resume | None = None) -> dict | None:
         raise UsageError(str(error)) from error
     world = distributed.init(use_cuda)
     try:
-        return _train(config, resume, world, start)
-    finally:
-        distributed.shutdown(world)
+        summary = _train(config, resume, world, start)
+    except SystemExit:  # a stop that every rank agreed on
+        distributed.shutdown(world, together=True)
+        raise
+    except BaseException:
+        distributed.shutdown(world, together=False)
+        raise
+    distributed.shutdown(world, together=True)
+    return summary
 
 
 def set_up(config: TrainConfig, resume: Resume | None, world: World) -> tuple[Trainer, RunFolder]:
