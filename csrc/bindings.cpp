@@ -130,6 +130,8 @@ py::array decode(py::handle self, const py::object& indices, const std::string& 
     std::uint8_t* target = out.is_none() ? static_cast<std::uint8_t*>(result.mutable_data())
                                          : checked_out(out, shape);
     {
+        // Safe without the GIL: `picked` is a private copy, `result` / `out` stay referenced by
+        // this frame, and decode() touches no Python object.
         py::gil_scoped_release release;
         reader.decode(all ? nullptr : picked.data(), count, layout, target,
                       static_cast<unsigned>(threads));
