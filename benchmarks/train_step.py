@@ -4,8 +4,9 @@
 
 Times `--steps` SGD steps (batch 128, CIFAR-10-LT at imbalance 100, progressive-balanced
 sampling, crop + flip) after a warm-up of 3 steps, fed by ltfast's device loader or by the
-field's DataLoader pipeline (PIL + torchvision transforms, WeightedRandomSampler). Ratios are
-time over the device loader's.
+field's DataLoader pipeline (PIL + torchvision transforms, WeightedRandomSampler), with
+cross-entropy; then the device loader with LDAM (normed classifier, class-balanced weights,
+LDAM-DRW after its switch) and with Balanced Softmax. Ratios are time over the first row's.
 """
 
 from __future__ import annotations
@@ -26,22 +27,25 @@ from _common import (
 
 from ltfast import ProgressiveBalancedSampler, kernels
 from ltfast.loader import DeviceLoader
-from ltfast.losses import smoothed_targets, soft_cross_entropy
+from ltfast.losses import build_loss, class_balanced_weights
 from ltfast.models import build_model
 
 WARMUP_STEPS = 3
 
 
-def stepper(device: torch.device, amp: bool):
-    model = build_model("resnet32", 10).to(device)
+def stepper(device: torch.device, amp: bool, counts, loss_name: str = "ce"):
+    classifier = "normed" if loss_name == "ldam" else "linear"
+    model = build_model("resnet32", 10, classifier).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=2e-4)
+    weight = class_balanced_weights(counts, 0.9999) if loss_name == "ldam" else None
+    loss_of = build_loss(loss_name, counts, weight).to(device)
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         with torch.autocast(device.type, torch.bfloat16, enabled=amp):
             logits = model(images)
-        loss = soft_cross_entropy(logits, smoothed_targets(labels, 10, 0.0))
+        loss = loss_of(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -96,19 +100,25 @@ def main(argv: list[str] | None = None) -> list[Row]:
         return loader.batches(sampler, epoch)
 
     probabilities = sampler.class_probabilities()
-    cases = [("ltfast_device_loader", "ResNet-32 steps fed by DeviceLoader", endless(device_epoch))]
+    cases = [("ltfast_device_loader", "ResNet-32 CE steps fed by DeviceLoader", device_epoch, "ce")]
     for workers in (0, 2):
         torch_loader = field_loader(dataset, probabilities, workers)
         cases.append(
             (
                 f"torch_dataloader_{workers}w",
-                f"ResNet-32 steps fed by DataLoader + PIL + torchvision, {workers} workers",
-                endless(lambda _epoch, loader=torch_loader: iter(loader)),
+                f"ResNet-32 CE steps fed by DataLoader + PIL + torchvision, {workers} workers",
+                lambda _epoch, loader=torch_loader: iter(loader),
+                "ce",
             )
         )
+    cases += [
+        ("ldam_drw", "LDAM, normed classifier, class-balanced weights", device_epoch, "ldam"),
+        ("balanced_softmax", "Balanced Softmax", device_epoch, "balanced_softmax"),
+    ]
     rows = []
-    for name, what, batches in cases:
-        run = timed_steps(batches, stepper(device, args.amp), args.steps, device)
+    for name, what, epochs, loss_name in cases:
+        step = stepper(device, args.amp, dataset.class_counts, loss_name)
+        run = timed_steps(endless(epochs), step, args.steps, device)
         rows.append(
             Row(
                 name,

@@ -16,17 +16,18 @@ from typing import Any
 import yaml
 
 from ltfast.longtail import IMB_TYPES, images_per_class
-from ltfast.models import DEPTHS
+from ltfast.losses import LOSS_OPTIONS, LOSSES, build_loss, label_aware_epsilons
+from ltfast.models import CLASSIFIERS, MODELS
+from ltfast.parts import DATASETS
 from ltfast.run_folder import writable_folder_problem
 from ltfast.samplers import CONVENTIONS
+from ltfast.schedules import REWEIGHTINGS, SAMPLERS
 
-DATASETS = ("cifar10", "cifar100", "synthetic")
 # Training images per class before the long tail, and classes, of each dataset.
 PER_CLASS = {"cifar10": 5000, "cifar100": 500}
 CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
 MAX_SYNTHETIC_SIZE = 5000  # CIFAR-10's size; generating it takes ~5 GB of memory at the peak
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-SAMPLERS = ("instance", "sqrt", "class", "pb")
 LOADERS = ("device", "torch")
 
 
@@ -46,6 +47,7 @@ class TrainConfig:
     subset_seed: int = option(0, "seed of the standard long-tailed subset")
     # model and optimisation (SPEC section 5)
     model: str = option("resnet32", "resnet20, resnet32, resnet44, resnet56 or resnet110")
+    classifier: str = option("linear", "linear, or normed (cosine logits; for --loss ldam)")
     epochs: int = option(200, "training epochs")
     batch_size: int = option(128, "images per step")
     lr: float = option(0.1, "peak learning rate (SGD)")
@@ -61,6 +63,12 @@ class TrainConfig:
     mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha); 0 switches mixup off")
     mixup_off_epochs: int = option(0, "no mixup in the final this many epochs")
     label_smoothing: float = option(0.0, "label smoothing epsilon")
+    label_smoothing_head: float = option(
+        0.0, "label-aware smoothing (MiSLAS): epsilon of the largest class"
+    )
+    label_smoothing_tail: float = option(
+        0.0, "label-aware smoothing (MiSLAS): epsilon of the smallest class"
+    )
     sampler: str = option(
         "instance", "instance (shuffle), sqrt, class or pb (progressive-balanced)"
     )
@@ -68,6 +76,20 @@ class TrainConfig:
         0, "instance sampling before this epoch (deferred re-sampling)"
     )
     pb_convention: str = option("t/T", "progressive-balanced schedule: t/T or (t-1)/(T-1)")
+    # loss-side methods (SPEC section 7)
+    loss: str = option("ce", "ce, focal, ldam, balanced_softmax or logit_adjusted")
+    focal_gamma: float = option(1.0, "focal loss gamma")
+    ldam_max_m: float = option(0.5, "LDAM's largest margin")
+    ldam_s: float = option(30.0, "LDAM's logit scale")
+    logit_tau: float = option(1.0, "logit-adjusted loss tau")
+    reweight: str = option("none", "per-class loss weights: none, inverse or class_balanced")
+    reweight_beta: float = option(0.9999, "class_balanced re-weighting beta")
+    reweight_start_epoch: int = option(
+        0, "unit weights before this epoch (deferred re-weighting, DRW)"
+    )
+    eval_logit_tau: float = option(
+        0.0, "post-hoc logit adjustment at evaluation (z - tau log pi); 0: off"
+    )
     # machinery
     loader: str = option("device", "device (batched on the training device) or torch (DataLoader)")
     workers: int = option(2, "DataLoader workers for --loader torch")
@@ -83,6 +105,9 @@ class TrainConfig:
     quiet: bool = option(False, "no progress bars")
     tensorboard: bool = option(False, "also log scalars to OUT/tensorboard (needs tensorboard)")
     save_draws: bool = option(False, "save each rank's epoch draw to OUT/draws/ (audits)")
+    # what a recipe reproduces (configs/); training ignores these
+    published_top1: float | None = option(None, "the published top-1 (%%) of this recipe")
+    source: str = option("", "where the published figure comes from")
 
 
 def _choice(value, allowed) -> str | None:
@@ -93,7 +118,9 @@ def _finite_problems(config: TrainConfig) -> dict[str, str]:
     return {
         f.name: f"must be a finite number, got {getattr(config, f.name)}"
         for f in dataclasses.fields(config)
-        if _field_type(f) is float and not math.isfinite(getattr(config, f.name))
+        if _field_type(f) is float
+        and getattr(config, f.name) is not None
+        and not math.isfinite(getattr(config, f.name))
     }
 
 
@@ -114,6 +141,35 @@ def _size_problem(c: TrainConfig) -> tuple[str, str] | None:
     )
 
 
+def _method_problems(c: TrainConfig) -> dict[str, str]:
+    """The loss, weighting and smoothing settings, checked by the components themselves on
+    a two-class example, and the pairs that do not compose."""
+    found: dict[str, str] = {}
+    if c.loss in LOSSES:
+        options = {option: getattr(c, name) for option, name in LOSS_OPTIONS[c.loss].items()}
+        try:
+            build_loss(c.loss, [2, 1], None, **options)
+        except (ValueError, TypeError) as error:
+            found["loss"] = str(error)
+    try:
+        label_aware_epsilons([2, 1], c.label_smoothing_head, c.label_smoothing_tail)
+    except (ValueError, TypeError) as error:
+        found["label_smoothing_head"] = str(error)
+    if not 0 <= c.reweight_beta < 1:
+        found["reweight_beta"] = f"must be in [0, 1), got {c.reweight_beta}"
+    if c.label_smoothing > 0 and (c.label_smoothing_head > 0 or c.label_smoothing_tail > 0):
+        found["label_smoothing"] = (
+            "choose one: --label-smoothing (one epsilon) or --label-smoothing-head / -tail "
+            "(label-aware)"
+        )
+    if (c.loss == "ldam") != (c.classifier == "normed"):
+        found["classifier"] = (
+            "--loss ldam goes with --classifier normed and only with it: LDAM's margins and "
+            "scale --ldam-s are made for cosine logits, and other losses do not scale them"
+        )
+    return found
+
+
 def problems(config: TrainConfig) -> list[str]:
     """Every invalid field, as 'field: what is wrong'."""
     c = config
@@ -121,7 +177,13 @@ def problems(config: TrainConfig) -> list[str]:
         "dataset": _choice(c.dataset, DATASETS),
         "imb_factor": None if 0 < c.imb_factor <= 1 else f"must be in (0, 1], got {c.imb_factor}",
         "imb_type": _choice(c.imb_type, IMB_TYPES),
-        "model": _choice(c.model, DEPTHS),
+        "model": _choice(c.model, MODELS),
+        "classifier": _choice(c.classifier, CLASSIFIERS),
+        "loss": _choice(c.loss, LOSSES),
+        "reweight": _choice(c.reweight, REWEIGHTINGS),
+        "reweight_start_epoch": None
+        if 0 <= c.reweight_start_epoch < c.epochs
+        else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.reweight_start_epoch}",
         "epochs": None if c.epochs >= 1 else f"must be >= 1, got {c.epochs}",
         "batch_size": None if c.batch_size >= 2 else f"must be >= 2, got {c.batch_size}",
         "lr": None if c.lr > 0 else f"must be > 0, got {c.lr}",
@@ -170,13 +232,24 @@ def problems(config: TrainConfig) -> list[str]:
         and c.epochs - c.sampler_start_epoch < 2
     ):
         checks["pb_convention"] = "(t-1)/(T-1) needs at least 2 progressive-balanced epochs"
+    checks.update(_method_problems(c))
     if c.tensorboard and importlib.util.find_spec("tensorboard") is None:
         checks["tensorboard"] = "the tensorboard package is not installed (pip install tensorboard)"
     return [f"{name}: {message}" for name, message in checks.items() if message]
 
 
 # A run resumed under another value of these would no longer be the same experiment.
-IDENTITY = ("dataset", "model", "imb_factor", "imb_type", "subset_seed", "synthetic_size", "seed")
+IDENTITY = (
+    "dataset",
+    "model",
+    "classifier",
+    "loss",
+    "imb_factor",
+    "imb_type",
+    "subset_seed",
+    "synthetic_size",
+    "seed",
+)
 # These set which images and mixup draws make up each step of an epoch: a resume in the middle
 # of an epoch under other values would skip or repeat images.
 WITHIN_EPOCH = (
@@ -203,8 +276,16 @@ def incompatibilities(saved: TrainConfig, wanted: TrainConfig, mid_epoch: bool) 
 
 
 def _field_type(f: dataclasses.Field) -> type:
+    """The field's type: list, or the scalar type (of an optional field too)."""
     hint = typing.get_type_hints(TrainConfig)[f.name]
-    return list if typing.get_origin(hint) is list else hint
+    if typing.get_origin(hint) is list:
+        return list
+    kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)]
+    return kinds[0] if kinds else hint
+
+
+def _optional(f: dataclasses.Field) -> bool:
+    return type(None) in typing.get_args(typing.get_type_hints(TrainConfig)[f.name])
 
 
 def _coerce(name: object, value):
@@ -213,6 +294,8 @@ def _coerce(name: object, value):
     if not isinstance(name, str) or name not in fields:
         raise ValueError(f"unknown config field {name!r}; known: {', '.join(fields)}")
     kind = _field_type(fields[name])
+    if value is None and _optional(fields[name]):
+        return None
     if kind is list:
         if not isinstance(value, list | tuple):
             raise ValueError(f"{name}: expected a list of integers, got {value!r}")

@@ -1,25 +1,103 @@
-"""Soft-target cross-entropy, label smoothing and mixup (SPEC section 4).
+"""The losses of long-tailed recognition on one reduction (SPEC sections 4 and 7).
 
-The loss is linear in the target, so mixing smoothed targets equals mixing the two smoothed
-losses: lam * L(y) + (1 - lam) * L(y[perm]).
+Every loss here is defined by its class losses L_ic: the loss of sample i if its label were c
+(cross-entropy: -log p_ic). A target is either int64 labels (B,), giving l_i = L_iy, or soft
+targets (B, C) from label smoothing and mixup, giving l_i = sum_c t_ic L_ic: the expectation
+of the one-hot loss over the target, so a soft target of mixed labels equals the mixture of
+the one-hot losses exactly, for every loss. The batch mean is plain, or with per-class
+weights w weighted as torch's `F.cross_entropy(weight=)` weights it (what LDAM-DRW trains
+with): sum_i w_i l_i / sum_i w_i, where w_i = w_y, or sum_c t_ic w_c for a soft target.
+That weighted form is not linear in the target (a product and a ratio of two linear terms).
+
+A new loss is a subclass with `class_losses` and one `@register_loss` entry.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ltfast.checks import real
+from ltfast.registry import Registry
+
+Counts = Sequence[int] | np.ndarray | torch.Tensor
+
+# ----- per-class weights, margins and smoothing ------------------------------------------------
 
 
-def smoothed_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
-    """(1 - eps) * onehot + eps / K, as float32."""
+def _counts(counts: Counts) -> torch.Tensor:
+    values = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
+    if values.ndim != 1 or len(values) == 0 or bool((values < 0).any()):
+        raise ValueError(f"class counts must be a 1-D sequence of counts >= 0, got {counts}")
+    return values
+
+
+def _sum_to_classes(weights: torch.Tensor) -> torch.Tensor:
+    return (weights * len(weights) / weights.sum()).float()
+
+
+def class_balanced_weights(counts: Counts, beta: float) -> torch.Tensor:
+    """Cui et al.'s effective-number weights (1 - beta) / (1 - beta**n_j), scaled to sum to
+    the number of classes; beta = 0 gives all ones (LDAM-DRW's DRW: 0.9999 after the switch).
+    An empty class gets the weight of a class of one sample."""
+    beta = real("beta", beta)
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    n = _counts(counts).clamp(min=1)
+    return _sum_to_classes((1 - beta) / (1 - beta**n))
+
+
+def inverse_frequency_weights(counts: Counts, q: float = 1.0) -> torch.Tensor:
+    """n_j**-q, scaled to sum to the number of classes (an empty class counts as one)."""
+    q = real("q", q)
+    return _sum_to_classes(_counts(counts).clamp(min=1) ** -q)
+
+
+def ldam_margins(counts: Counts, max_m: float = 0.5) -> torch.Tensor:
+    """LDAM's margins m_j proportional to n_j**(-1/4), the largest equal to max_m."""
+    max_m = real("max_m", max_m)
+    if max_m < 0:
+        raise ValueError(f"max_m must be >= 0, got {max_m}")
+    margins = _counts(counts).clamp(min=1) ** -0.25
+    return (margins * (max_m / margins.max())).float()
+
+
+def label_aware_epsilons(counts: Counts, head: float, tail: float) -> torch.Tensor:
+    """MiSLAS's label-aware smoothing, concave form: eps_j runs from `head` (the largest
+    class) to `tail` (the smallest) as tail + (head - tail) * sin(pi/2 * (n_j - n_min) /
+    (n_max - n_min)). All classes of one size get `head`."""
+    head, tail = real("head", head), real("tail", tail)
+    for name, value in (("head", head), ("tail", tail)):
+        if not 0 <= value < 1:
+            raise ValueError(f"label smoothing {name} must be in [0, 1), got {value}")
+    n = _counts(counts)
+    spread = float(n.max() - n.min())
+    position = (n - n.min()) / spread if spread > 0 else torch.ones_like(n)
+    return (tail + (head - tail) * torch.sin(math.pi / 2 * position)).float()
+
+
+def smoothed_targets(
+    labels: torch.Tensor, num_classes: int, smoothing: float | torch.Tensor
+) -> torch.Tensor:
+    """(1 - eps) * onehot + eps / K, as float32; `smoothing` is one epsilon, or one per class
+    (label-aware smoothing: sample i uses eps of its label)."""
     onehot = F.one_hot(labels, num_classes).float()
-    return onehot * (1 - smoothing) + smoothing / num_classes
+    eps = smoothing[labels].unsqueeze(1) if isinstance(smoothing, torch.Tensor) else smoothing
+    return onehot * (1 - eps) + eps / num_classes
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """-(targets * log_softmax(logits)).sum(1).mean(), computed in float32."""
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+# ----- mixup ----------------------------------------------------------------------------------
 
 
 def mixup(
@@ -37,3 +115,190 @@ def draw_mixup(
     lam = float(rng.beta(alpha, alpha))
     permutation = torch.randperm(batch_size, generator=generator, device=generator.device)
     return lam, permutation
+
+
+# ----- the losses -----------------------------------------------------------------------------
+
+
+class ClassLoss(nn.Module):
+    """A loss from its class losses L_ic (see the module's docstring), with optional per-class
+    weights. Call it as `loss(logits, target)`; `weight` may be replaced between epochs
+    (deferred re-weighting)."""
+
+    weight: torch.Tensor | None
+    counts: torch.Tensor
+
+    def __init__(self, class_counts: Counts, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("counts", _counts(class_counts).float())
+        self.register_buffer("weight", None)
+        self.set_weight(weight)
+
+    def set_weight(self, weight: torch.Tensor | None) -> None:
+        if weight is not None:
+            weight = torch.as_tensor(weight, dtype=torch.float32, device=self.counts.device)
+            if weight.shape != self.counts.shape:
+                raise ValueError(
+                    f"weight must have one entry per class ({len(self.counts)}), got shape "
+                    f"{tuple(weight.shape)}"
+                )
+        self.weight = weight
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        """L (B, C): the loss of each sample for each possible label, in float32."""
+        raise NotImplementedError
+
+    def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """l_i = L_iy for int64 labels; losses may compute this without all of L."""
+        return self.class_losses(logits).gather(1, labels[:, None]).squeeze(1)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if target.dtype == torch.int64:
+            losses = self.label_losses(logits, target)
+            weights = None if self.weight is None else self.weight[target]
+        else:
+            losses = (target * self.class_losses(logits)).sum(dim=1)
+            weights = None if self.weight is None else target @ self.weight
+        if weights is None:
+            return losses.mean()
+        return (weights * losses).sum() / weights.sum()
+
+
+class CrossEntropy(ClassLoss):
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        return -F.log_softmax(logits, dim=1)
+
+    def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels, reduction="none")
+
+
+class FocalLoss(ClassLoss):
+    """Lin et al.: (1 - p_c)**gamma * -log p_c, LDAM-DRW's `FocalLoss` without weights.
+
+    With weights, LDAM-DRW multiplies the cross-entropy by w_y inside the focal term and takes a
+    plain mean; here w_y multiplies the focal loss and the mean is weighted like every other
+    loss's (Cui et al.'s class-balanced focal loss): a deliberate difference, README."""
+
+    def __init__(
+        self, class_counts: Counts, weight: torch.Tensor | None = None, gamma: float = 1.0
+    ):
+        super().__init__(class_counts, weight)
+        self.gamma = real("gamma", gamma)
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits, dim=1)
+        return (1 - log_p.exp()).pow(self.gamma) * -log_p
+
+
+class LDAMLoss(ClassLoss):
+    """Cao et al.: cross-entropy of s * (z - m_y e_y), margins from `ldam_margins`; use it
+    with the normalised classifier (`--classifier normed`), whose logits are cosines."""
+
+    margins: torch.Tensor
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        weight: torch.Tensor | None = None,
+        max_m: float = 0.5,
+        s: float = 30.0,
+    ):
+        super().__init__(class_counts, weight)
+        self.register_buffer("margins", ldam_margins(class_counts, max_m))
+        self.s = real("s", s)
+        if self.s <= 0:
+            raise ValueError(f"s must be > 0, got {s}")
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        # Row c of `shifted` holds the logits with class c's margin subtracted: one
+        # cross-entropy per possible label, a (B, C, C) tensor (128 x 100 x 100 at most).
+        shifted = self.s * (logits[:, None, :] - torch.diag(self.margins))
+        return torch.logsumexp(shifted, dim=2) - shifted.diagonal(dim1=1, dim2=2)
+
+    def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        margin = F.one_hot(labels, len(self.margins)) * self.margins
+        return F.cross_entropy(self.s * (logits - margin), labels, reduction="none")
+
+
+class LogitAdjustedLoss(ClassLoss):
+    """Menon et al.: cross-entropy of z + tau * log pi_j. tau = 1 is Balanced Softmax (Ren et
+    al.: z + log n_j, the same softmax). An empty class counts as one sample."""
+
+    adjustment: torch.Tensor
+
+    def __init__(self, class_counts: Counts, weight: torch.Tensor | None = None, tau: float = 1.0):
+        super().__init__(class_counts, weight)
+        self.tau = real("tau", tau)
+        counts = self.counts.clamp(min=1)
+        self.register_buffer("adjustment", self.tau * torch.log(counts / counts.sum()))
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        return -F.log_softmax(logits + self.adjustment, dim=1)
+
+    def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits + self.adjustment, labels, reduction="none")
+
+
+# ----- the registry ---------------------------------------------------------------------------
+
+LossBuilder = Callable[..., ClassLoss]
+LOSSES: Registry[LossBuilder] = Registry("loss")
+# For each loss, its options and the config fields that set them (`--focal-gamma`, ...).
+LOSS_OPTIONS: dict[str, dict[str, str]] = {}
+
+
+def register_loss(name: str, **config_fields: str) -> Callable[[LossBuilder], LossBuilder]:
+    """Registers a loss builder `(class_counts, weight=None, **options)`; `config_fields` map
+    its options to the config fields that set them."""
+    LOSS_OPTIONS[name] = config_fields
+    return LOSSES.register(name)
+
+
+@register_loss("ce")
+def cross_entropy(class_counts: Counts, weight: torch.Tensor | None = None) -> ClassLoss:
+    return CrossEntropy(class_counts, weight)
+
+
+@register_loss("focal", gamma="focal_gamma")
+def focal(
+    class_counts: Counts, weight: torch.Tensor | None = None, gamma: float = 1.0
+) -> ClassLoss:
+    return FocalLoss(class_counts, weight, gamma)
+
+
+@register_loss("ldam", max_m="ldam_max_m", s="ldam_s")
+def ldam(
+    class_counts: Counts, weight: torch.Tensor | None = None, max_m: float = 0.5, s: float = 30.0
+) -> ClassLoss:
+    return LDAMLoss(class_counts, weight, max_m, s)
+
+
+@register_loss("balanced_softmax")
+def balanced_softmax(class_counts: Counts, weight: torch.Tensor | None = None) -> ClassLoss:
+    return LogitAdjustedLoss(class_counts, weight, tau=1.0)
+
+
+@register_loss("logit_adjusted", tau="logit_tau")
+def logit_adjusted(
+    class_counts: Counts, weight: torch.Tensor | None = None, tau: float = 1.0
+) -> ClassLoss:
+    return LogitAdjustedLoss(class_counts, weight, tau)
+
+
+def build_loss(
+    name: str, class_counts: Counts, weight: torch.Tensor | None = None, **options: float
+) -> ClassLoss:
+    """The loss `name` (ce, focal, ldam, balanced_softmax, logit_adjusted) for these class
+    counts, optionally weighted per class; called as `loss(logits, target)`."""
+    builder = LOSSES[name]
+    try:
+        inspect.signature(builder).bind(class_counts, weight, **options)
+    except TypeError:
+        known = ", ".join(LOSS_OPTIONS[name]) or "none"
+        raise ValueError(
+            f"loss {name!r} takes the options {known}, got {', '.join(options)}"
+        ) from None
+    return builder(class_counts, weight, **options)

@@ -1,12 +1,20 @@
 """ResNets for CIFAR (He et al. 2016, section 4.2) as the long-tail codebases build them:
 three stages of n basic blocks (16/32/64 channels), option-A zero-padding shortcuts,
-Kaiming-normal initialisation, global average pooling and a linear classifier."""
+Kaiming-normal initialisation, global average pooling and a classifier: linear, or LDAM-DRW's
+normalised one (cosine logits). `model.features(x)` and `model.classifier` are separate, for
+methods that retrain or rescale the classifier alone.
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ltfast.registry import Registry
 
 DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
@@ -38,8 +46,27 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+class NormedLinear(nn.Module):
+    """LDAM-DRW's `NormedLinear`: logits are cosines between the L2-normalised features and
+    the L2-normalised weight columns, in [-1, 1] (the loss scales them)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        # LDAM-DRW's initialisation: uniform(-1, 1), each column renormalised.
+        self.weight.data.uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=0)
+
+
+CLASSIFIERS: Registry[Callable[[int, int], nn.Module]] = Registry("classifier")
+CLASSIFIERS.register("linear")(nn.Linear)
+CLASSIFIERS.register("normed")(NormedLinear)
+
+
 class CifarResNet(nn.Module):
-    def __init__(self, blocks_per_stage: int, num_classes: int = 10):
+    def __init__(self, blocks_per_stage: int, num_classes: int = 10, classifier: str = "linear"):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
@@ -51,19 +78,27 @@ class CifarResNet(nn.Module):
                 in_channels = channels
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.fc = nn.Linear(64, num_classes)
+        self.classifier = CLASSIFIERS[classifier](64, num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_normal_(module.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled 64-dimensional features the classifier reads."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
 
 
-def build_model(name: str, num_classes: int) -> CifarResNet:
-    """`name` is one of resnet20, resnet32 (the field's default), resnet44, resnet56, resnet110."""
-    if name not in DEPTHS:
-        raise ValueError(f"model must be one of {', '.join(DEPTHS)}, got {name!r}")
-    return CifarResNet(DEPTHS[name], num_classes)
+MODELS: Registry[Callable[[int, str], CifarResNet]] = Registry("model")
+for _name, _blocks in DEPTHS.items():
+    MODELS.register(_name)(functools.partial(CifarResNet, _blocks))
+
+
+def build_model(name: str, num_classes: int, classifier: str = "linear") -> CifarResNet:
+    """`name` is one of resnet20, resnet32 (the field's default), resnet44, resnet56, resnet110;
+    `classifier` linear or normed."""
+    return MODELS[name](num_classes, classifier)

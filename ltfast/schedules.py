@@ -1,10 +1,16 @@
-"""What changes from epoch to epoch: the learning rate and the sampler."""
+"""What changes from epoch to epoch: the learning rate, the sampler and the loss's per-class
+weights. Samplers and weightings are registries keyed by `--sampler` and `--reweight`."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ltfast.config import TrainConfig
+import numpy as np
+import torch
+
+from ltfast.losses import class_balanced_weights, inverse_frequency_weights
+from ltfast.registry import Registry
 from ltfast.samplers import (
     ClassBalancedSampler,
     EpochSampler,
@@ -13,12 +19,43 @@ from ltfast.samplers import (
     balanced_probabilities,
 )
 
+if TYPE_CHECKING:
+    from ltfast.config import TrainConfig
+
 
 def lr_factor(epoch: int, warmup_epochs: int, milestones: list[int], decay: float) -> float:
     """Linear warm-up over the first epochs, then x decay at each milestone (0-based epochs)."""
     if epoch < warmup_epochs:
         return (epoch + 1) / warmup_epochs
     return decay ** sum(epoch >= m for m in milestones)
+
+
+# A sampler builder: (targets, num_classes, epochs it runs, config, rank's world) -> the
+# sampler, or None for plain instance sampling.
+SamplerBuilder = Callable[..., ClassBalancedSampler | ProgressiveBalancedSampler | None]
+SAMPLERS: Registry[SamplerBuilder] = Registry("sampler")
+
+
+@SAMPLERS.register("instance")
+def _instance(targets, num_classes, epochs, config, **world) -> None:
+    return None
+
+
+@SAMPLERS.register("sqrt")
+def _square_root(targets, num_classes, epochs, config, **world) -> ClassBalancedSampler:
+    return ClassBalancedSampler(targets, 0.5, num_classes=num_classes, **world)
+
+
+@SAMPLERS.register("class")
+def _class_balanced(targets, num_classes, epochs, config, **world) -> ClassBalancedSampler:
+    return ClassBalancedSampler(targets, 0.0, num_classes=num_classes, **world)
+
+
+@SAMPLERS.register("pb")
+def _progressive(targets, num_classes, epochs, config, **world) -> ProgressiveBalancedSampler:
+    return ProgressiveBalancedSampler(
+        targets, epochs, config.pb_convention, num_classes=num_classes, **world
+    )
 
 
 class SamplingSchedule:
@@ -39,19 +76,10 @@ class SamplingSchedule:
         world = {"num_replicas": num_replicas, "rank": rank, "seed": config.seed}
         self.counts = np.bincount(np.asarray(targets), minlength=num_classes)
         self.instance = ShuffleSampler(len(targets), **world)
-        self.start = config.epochs if config.sampler == "instance" else config.sampler_start_epoch
-        self.chosen: ClassBalancedSampler | ProgressiveBalancedSampler | None = None
-        if config.sampler in ("sqrt", "class"):
-            q = 0.5 if config.sampler == "sqrt" else 0.0
-            self.chosen = ClassBalancedSampler(targets, q, num_classes=num_classes, **world)
-        elif config.sampler == "pb":
-            self.chosen = ProgressiveBalancedSampler(
-                targets,
-                config.epochs - self.start,
-                config.pb_convention,
-                num_classes=num_classes,
-                **world,
-            )
+        self.start = config.sampler_start_epoch
+        self.chosen = SAMPLERS[config.sampler](
+            targets, num_classes, config.epochs - self.start, config, **world
+        )
 
     def sampler(self, epoch: int) -> EpochSampler:
         """The sampler of `epoch`, already set to it."""
@@ -67,3 +95,31 @@ class SamplingSchedule:
         if isinstance(sampler, ClassBalancedSampler | ProgressiveBalancedSampler):
             return sampler.class_probabilities()
         return balanced_probabilities(self.counts, 1.0)
+
+
+# A weighting builder: (class counts, config) -> per-class loss weights, or None for none.
+WeightingBuilder = Callable[[np.ndarray, "TrainConfig"], torch.Tensor | None]
+REWEIGHTINGS: Registry[WeightingBuilder] = Registry("reweight")
+REWEIGHTINGS.register("none")(lambda counts, config: None)
+REWEIGHTINGS.register("inverse")(lambda counts, config: inverse_frequency_weights(counts))
+REWEIGHTINGS.register("class_balanced")(
+    lambda counts, config: class_balanced_weights(counts, config.reweight_beta)
+)
+
+
+class WeightSchedule:
+    """The loss's per-class weights: none before `reweight_start_epoch`, the chosen weighting
+    from then on (LDAM-DRW's deferred re-weighting switches at epoch 160)."""
+
+    def __init__(self, config: TrainConfig, counts: np.ndarray):
+        self.start = config.reweight_start_epoch
+        self.chosen = REWEIGHTINGS[config.reweight](np.asarray(counts), config)
+        self.num_classes = len(counts)
+
+    def weights(self, epoch: int) -> torch.Tensor | None:
+        return None if epoch < self.start else self.chosen
+
+    def as_list(self, epoch: int) -> list[float]:
+        """The weights in force, for the metrics (ones when there are none)."""
+        weights = self.weights(epoch)
+        return [1.0] * self.num_classes if weights is None else weights.tolist()

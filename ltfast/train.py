@@ -27,17 +27,15 @@ from tqdm.auto import tqdm
 import ltfast
 from ltfast import checkpoint, distributed, kernels
 from ltfast.config import TrainConfig, from_mapping, incompatibilities, parser, resolve
-from ltfast.datasets import CIFAR10, DatasetError, LongTailCIFAR10, LongTailCIFAR100
+from ltfast.datasets import DatasetError
 from ltfast.distributed import World
 from ltfast.download import DownloadError
-from ltfast.loader import DeviceLoader, TorchLoader
-from ltfast.losses import draw_mixup, mixup, smoothed_targets, soft_cross_entropy
+from ltfast.losses import draw_mixup, mixup
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE, classification_report
-from ltfast.models import build_model
+from ltfast.parts import Parts, build_parts
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
-from ltfast.schedules import SamplingSchedule, lr_factor
+from ltfast.schedules import lr_factor
 from ltfast.seeds import MIXUP, derive_seed
-from ltfast.synthetic import learnable_cifar10
 
 CHECK_EVERY = 20  # steps between syncs that catch a diverged loss or a stop request
 # What a bad argument, absent or damaged data or an unusable run folder raise while a run is
@@ -77,82 +75,10 @@ def pick_device(name: str, world: World) -> torch.device:
     return device
 
 
-def load_data(config: TrainConfig) -> tuple[CIFAR10, CIFAR10]:
-    """The long-tailed training split and the balanced test split."""
-    root = Path(config.data_root)
-    if config.dataset == "synthetic":
-        try:
-            root = learnable_cifar10(root, config.synthetic_size)
-        except OSError as error:
-            raise OSError(
-                error.errno,
-                f"cannot write the synthetic data under {root} ({error.strerror}); pass a "
-                f"writable --data-root",
-            ) from None
-    kind = LongTailCIFAR100 if config.dataset == "cifar100" else LongTailCIFAR10
-    imbalance = config.imb_factor, config.imb_type
-    try:
-        train = kind(root, *imbalance, seed=config.subset_seed, download=config.download)
-        test = kind(root, *imbalance, train=False)
-    except DatasetError as error:
-        if config.dataset != "synthetic":
-            raise
-        raise DatasetError(
-            f"the generated synthetic data in {root} is damaged ({error.__cause__ or error}). "
-            f"Delete {root}: the next run generates it again"
-        ) from None
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            f"{error}\nOn the command line: add --download, point --data-root at the data, or "
-            f"use --dataset synthetic to train offline on generated images"
-        ) from None
-    return train, test
-
-
-def input_format(device: torch.device, amp: bool) -> tuple[torch.dtype, bool]:
-    """(dtype, channels_last) of the batches the device loader hands the model: on CUDA,
-    channels_last (what tensor-core convolutions read) and, under --amp, already bf16;
-    float32 NCHW elsewhere. The model's memory format follows."""
-    cuda = device.type == "cuda"
-    return (torch.bfloat16 if amp and cuda else torch.float32), cuda
-
-
-def make_loaders(config: TrainConfig, train, test, device: torch.device, world: World):
-    """The training loader, and this rank's strided shard of the test split."""
-    cuda = device.type == "cuda"
-    shard = slice(world.rank, None, world.size)
-    if config.loader == "torch":
-        shard_indices = range(len(test))[shard]
-        return (
-            TorchLoader(train, config.batch_size, device, True, config.workers, cuda),
-            TorchLoader(test, 1000, device, False, config.workers, cuda, shard_indices),
-        )
-    dtype, channels_last = input_format(device, config.amp)
-    return (
-        DeviceLoader(
-            train.data,
-            train.targets,
-            config.batch_size,
-            device,
-            augment=True,
-            seed=config.seed,
-            dtype=dtype,
-            channels_last=channels_last,
-        ),
-        DeviceLoader(
-            test.data[shard],
-            test.targets[shard],
-            1000,
-            device,
-            augment=False,
-            dtype=dtype,
-            channels_last=channels_last,
-        ),
-    )
-
-
 class Trainer:
-    """One model, its optimiser and data, and where the run stands (epoch, step, sums)."""
+    """A run's parts (see ltfast.parts), its optimiser, and where it stands (epoch, step,
+    sums). The loop below knows no method by name: samplers, losses, weights and targets
+    come from the parts."""
 
     def __init__(self, config: TrainConfig, world: World):
         self.config, self.world = config, world
@@ -161,30 +87,21 @@ class Trainer:
             torch.cuda.set_device(self.device)
         torch.manual_seed(config.seed)
         kernels.warmup()
-        self.train_set, self.test_set = load_data(config)
+        self.parts: Parts = build_parts(config, world, self.device)
+        self.train_set, self.test_set = self.parts.train_set, self.parts.test_set
         self.num_classes = len(self.train_set.classes)
-        model = build_model(config.model, self.num_classes).to(self.device)
-        if input_format(self.device, config.amp)[1]:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        wrapped = DistributedDataParallel(model) if world.distributed else model
+        self.model = self.parts.model
+        wrapped = DistributedDataParallel(self.model) if world.distributed else self.model
         self.step_model = torch.compile(wrapped) if config.compile else wrapped
         self.optimizer = torch.optim.SGD(
-            model.parameters(),
-            config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
+            self.parts.param_groups, config.lr, momentum=config.momentum
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda e: lr_factor(e, config.warmup_epochs, config.lr_milestones, config.lr_decay),
         )
-        self.train_loader, self.test_loader = make_loaders(
-            config, self.train_set, self.test_set, self.device, world
-        )
-        self.sampling = SamplingSchedule(
-            config, self.train_set.targets, self.num_classes, world.size, world.rank
-        )
+        self.train_loader, self.test_loader = self.parts.train_loader, self.parts.test_loader
+        self.sampling = self.parts.sampling
         self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=config.amp)
         # Where the run stands: `step` steps of `epoch` are done, with these partial sums.
         self.epoch, self.step, self.train_s = 0, 0, 0.0
@@ -244,6 +161,8 @@ class Trainer:
         generator = torch.Generator(device=device)
         generator.manual_seed(derive_seed(config.seed, epoch, MIXUP))
         sampler = self.sampling.sampler(epoch)
+        loss_of = self.parts.loss
+        loss_of.set_weight(self.parts.weighting.weights(epoch))
         self.save_draw(sampler)
         bar = tqdm(
             total=len(sampler) * self.world.size,
@@ -256,7 +175,7 @@ class Trainer:
         )
         start = time.perf_counter()
         for step, (images, labels) in enumerate(self.train_loader.batches(sampler, epoch)):
-            targets = smoothed_targets(labels, self.num_classes, config.label_smoothing)
+            targets = self.parts.targets(labels, soft=mixing)
             if mixing:  # drawn for skipped steps too, so a resumed epoch draws the same
                 lam, permutation = draw_mixup(len(labels), config.mixup_alpha, rng, generator)
                 images, targets = mixup(images, targets, lam, permutation)
@@ -264,7 +183,7 @@ class Trainer:
                 continue  # done before the interruption
             with self.autocast:
                 logits = self.step_model(images)
-            loss = soft_cross_entropy(logits, targets)
+            loss = loss_of(logits, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -272,10 +191,7 @@ class Trainer:
             self.seen += len(labels) * self.world.size
             self.step = step + 1
             bar.update(len(labels) * self.world.size)
-            if step % CHECK_EVERY == 0:
-                check_finite(self.mean_of(loss.detach()), epoch, step)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if distributed.any_rank(self.stop_requested, self.world, device):
+            if self.should_stop(loss, step, bar):
                 self.train_s += time.perf_counter() - start
                 raise Interrupted
         bar.close()
@@ -287,6 +203,20 @@ class Trainer:
             "images_per_s": self.seen / self.train_s,
             "train_s": self.train_s,
         }
+
+    def should_stop(self, loss: torch.Tensor, step: int, bar) -> bool:
+        """Checks the loss (every CHECK_EVERY steps) and a stop request. Under torchrun both
+        travel in one collective every CHECK_EVERY steps, so no step waits for the host
+        otherwise; a single process checks its own stop flag after every step."""
+        if step % CHECK_EVERY != 0:
+            return self.stop_requested and not self.world.distributed
+        loss = loss.detach().float()
+        both = torch.stack([loss, loss.new_tensor(float(self.stop_requested))])
+        both = distributed.all_sum(both, self.world).cpu()
+        mean_loss = both[0].item() / self.world.size
+        check_finite(mean_loss, self.epoch, step)
+        bar.set_postfix(loss=f"{mean_loss:.3f}")
+        return both[1].item() > 0
 
     def mean_of(self, value: torch.Tensor) -> float:
         """The mean over ranks of a scalar tensor."""
@@ -300,23 +230,31 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, object]:
-        """The report of the whole test split: each rank counts its shard, the counts add."""
+        """The report of the whole test split: each rank counts its shard, the counts add.
+        With --eval-logit-tau, also the report of the post-hoc adjusted predictions
+        argmax(z - tau log pi), under "adjusted"."""
         # The bare model: DDP's forward would sync buffers, a collective that ranks with
         # unequal test shards would not all join.
         distributed.share_buffers(self.model, self.world)
         self.model.eval()
-        correct = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
-        seen = torch.zeros_like(correct)
+        tau = self.config.eval_logit_tau
+        counts = torch.as_tensor(self.train_set.class_counts, dtype=torch.float32)
+        adjustment = (tau * torch.log(counts.clamp(min=1) / counts.sum())).to(self.device)
+        # Rows: seen, correct, correct after adjustment.
+        tally = torch.zeros(3, self.num_classes, dtype=torch.int64, device=self.device)
         for images, labels in self.test_loader.batches():
             with self.autocast:
-                predictions = self.model(images).argmax(1)
-            correct += torch.bincount(labels[predictions == labels], minlength=self.num_classes)
-            seen += torch.bincount(labels, minlength=self.num_classes)
-        distributed.all_sum(correct, self.world)
-        distributed.all_sum(seen, self.world)
-        return classification_report(
-            correct.cpu().numpy(), seen.cpu().numpy(), self.train_set.class_counts
-        )
+                logits = self.model(images).float()
+            tally[0] += torch.bincount(labels, minlength=self.num_classes)
+            for row, scores in ((1, logits), (2, logits - adjustment)):
+                hits = labels[scores.argmax(1) == labels]
+                tally[row] += torch.bincount(hits, minlength=self.num_classes)
+        seen, correct, adjusted = distributed.all_sum(tally, self.world).cpu().numpy()
+        report = classification_report(correct, seen, self.train_set.class_counts)
+        if tau != 0:
+            adjusted_report = classification_report(adjusted, seen, self.train_set.class_counts)
+            report["adjusted"] = {"tau": tau, **adjusted_report}
+        return report
 
     def run_epoch(self) -> dict[str, object]:
         """Finishes the current epoch, evaluates, and moves the position to the next."""
@@ -333,6 +271,8 @@ class Trainer:
             "epoch_s": time.perf_counter() - start,
             "sampler": type(self.sampling.sampler(epoch)).__name__,
             "class_probabilities": self.sampling.class_probabilities(epoch).tolist(),
+            "loss": self.config.loss,
+            "class_weights": self.parts.weighting.as_list(epoch),
         }
         self.records.append(record)
         self.epoch, self.step, self.train_s, self.seen = epoch + 1, 0, 0.0, 0

@@ -16,8 +16,9 @@ import yaml
 from ltfast import checkpoint
 from ltfast.config import TrainConfig
 from ltfast.distributed import World
+from ltfast.parts import load_data
 from ltfast.schedules import SamplingSchedule
-from ltfast.train import Trainer, load_data
+from ltfast.train import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import yaml
 
 import ltfast.train
 from ltfast import checkpoint
+from ltfast.losses import ClassLoss
 from ltfast.run_folder import MARKER, RunFolder
 from ltfast.train import main
 
@@ -131,13 +132,13 @@ def test_overwrite_removes_every_file_of_the_old_run_and_only_those(
     (out / "draws" / "epoch0-rank0.npy").write_bytes(b"old")
     (out / "notes.txt").write_text("mine")
     # The new run is stopped at its first step: nothing of the old run may be left behind.
-    original = ltfast.train.soft_cross_entropy
+    original = ClassLoss.forward
 
-    def stop_at_once(*args):
+    def stop_at_once(self, *args):
         signal.raise_signal(signal.SIGTERM)
-        return original(*args)
+        return original(self, *args)
 
-    monkeypatch.setattr(ltfast.train, "soft_cross_entropy", stop_at_once)
+    monkeypatch.setattr(ClassLoss, "forward", stop_at_once)
     with pytest.raises(SystemExit):
         train(data_root, out, "--overwrite")
     left = sorted(p.name for p in out.iterdir())

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+import ltfast.parts
 import ltfast.train
 from ltfast import checkpoint
 from ltfast.config import TrainConfig, resolve
@@ -209,7 +210,7 @@ def test_cli_runs_from_the_repository_root():
 def test_the_cuda_input_format_trains_on_the_cpu(tmp_path, data_root, monkeypatch):
     """The CUDA recipe (bf16 channels_last batches, channels_last model, bf16 autocast) run on
     the CPU, so that a first GPU run is not the first run of that code."""
-    monkeypatch.setattr(ltfast.train, "input_format", lambda device, amp: (torch.bfloat16, True))
+    monkeypatch.setattr(ltfast.parts, "input_format", lambda device, amp: (torch.bfloat16, True))
     seen = []
     original = ltfast.train.Trainer.__init__
 
