@@ -92,11 +92,6 @@ def smoothed_targets(
     return onehot * (1 - eps) + eps / num_classes
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-(targets * log_softmax(logits)).sum(1).mean(), computed in float32."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
-
-
 # ----- mixup ----------------------------------------------------------------------------------
 
 

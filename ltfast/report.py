@@ -137,35 +137,51 @@ def plot_learning_curves(runs: list[Run], path: Path) -> Path:
     return _save(figure, path)
 
 
-def plot_sampler_probabilities(runs: list[Run], path: Path) -> Path:
+def _per_class_panels(runs: list[Run], key: str, ylabel: str, what: str, path: Path) -> Path:
+    """One panel per run: a per-class series `key` of every epoch, one line per class."""
     figure = _figure(6 * len(runs), 4)
     panels = np.atleast_1d(figure.subplots(1, len(runs)))
     for axes, run in zip(panels, runs, strict=True):
-        epochs = np.array([r["epoch"] for r in run.records])
-        probabilities = np.array([r["class_probabilities"] for r in run.records])
-        colours = [f"C{c % 10}" for c in range(probabilities.shape[1])]
-        for cls in range(probabilities.shape[1]):
-            axes.plot(
-                epochs,
-                probabilities[:, cls],
-                color=colours[cls],
-                lw=1.2,
-                label=f"class {cls}" if probabilities.shape[1] <= 10 else None,
-            )
+        records = [r for r in run.records if key in r]  # runs of older versions lack some
+        epochs = np.array([r["epoch"] for r in records])
+        values = np.array([r[key] for r in records], dtype=float).reshape(
+            len(records), len(records[0][key]) if records else 0
+        )
+        if not records:
+            axes.text(0.5, 0.5, f"no {key} recorded", ha="center", transform=axes.transAxes)
+        few_classes = values.shape[1] <= 10
+        for cls in range(values.shape[1]):
+            label = f"class {cls}" if few_classes else None
+            axes.plot(epochs, values[:, cls], color=f"C{cls % 10}", lw=1.2, label=label)
         axes.set(
             yscale="log",
             xlabel="epoch",
-            ylabel="probability of drawing the class",
-            title=f"{run.name}: sampler {run.config['sampler']}",
+            ylabel=ylabel,
+            title=f"{run.name}: {what} {run.config.get(what)}",
         )
         axes.grid(alpha=0.3, which="both")
-        if probabilities.shape[1] <= 10:
+        if few_classes and len(records):
             axes.legend(fontsize=7, ncol=2)
     return _save(figure, path)
 
 
+def plot_sampler_probabilities(runs: list[Run], path: Path) -> Path:
+    return _per_class_panels(
+        runs, "class_probabilities", "probability of drawing the class", "sampler", path
+    )
+
+
+def plot_class_weights(runs: list[Run], path: Path) -> Path:
+    return _per_class_panels(runs, "class_weights", "loss weight of the class", "reweight", path)
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _cells(report: dict) -> str:
+    keys = ("test_top1", "test_balanced_acc", "many", "medium", "few")
+    return " | ".join(_percent(report[k]) for k in keys)
 
 
 def summary_markdown(runs: list[Run], plots: bool = True) -> str:
@@ -183,13 +199,29 @@ def summary_markdown(runs: list[Run], plots: bool = True) -> str:
     for run in runs:
         final = run.records[-1]
         best = max(run.records, key=lambda r: r["test_top1"])
-        cells = [
-            _percent(final[k]) for k in ("test_top1", "test_balanced_acc", "many", "medium", "few")
-        ]
         lines.append(
-            f"| {run.name} | {final['epoch']}/{run.config['epochs']} | {' | '.join(cells)} | "
+            f"| {run.name} | {final['epoch']}/{run.config['epochs']} | {_cells(final)} | "
             f"{_percent(best['test_top1'])} ({best['epoch']}) |"
         )
+    adjusted = [run for run in runs if "adjusted" in run.records[-1]]
+    if adjusted:
+        lines += [
+            "",
+            "Post-hoc logit adjustment at evaluation, argmax(z - tau log pi), final epoch:",
+            "",
+            "| run | tau | top-1 | balanced | many | medium | few |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run in adjusted:
+            report = run.records[-1]["adjusted"]
+            lines.append(f"| {run.name} | {report['tau']:g} | {_cells(report)} |")
+    published = [run for run in runs if run.config.get("published_top1") is not None]
+    if published:
+        lines += ["", "Published top-1 of the recipes these runs follow (full-length runs):", ""]
+        lines += [
+            f"- {run.name}: {run.config['published_top1']} ({run.config.get('source') or '?'})"
+            for run in published
+        ]
     keys = sorted({k for run in runs for k in run.config})
     differing = [k for k in keys if len({json.dumps(run.config.get(k)) for run in runs}) > 1]
     shared = [k for k in keys if k not in differing]
@@ -222,6 +254,7 @@ PLOTS = dict(
             plot_per_class_accuracy,
             plot_learning_curves,
             plot_sampler_probabilities,
+            plot_class_weights,
         ),
         strict=True,
     )

@@ -33,7 +33,13 @@ SUMMARY = "summary.json"
 LAST = "last.pt"
 BEST = "best.pt"
 REPORT = "report.md"
-PLOTS = ("class_distribution", "per_class_accuracy", "learning_curves", "sampler_probabilities")
+PLOTS = (
+    "class_distribution",
+    "per_class_accuracy",
+    "learning_curves",
+    "sampler_probabilities",
+    "class_weights",
+)
 REPORT_FILES = (REPORT, *(f"{name}.png" for name in PLOTS))
 FILES = (MARKER, CONFIG, DATASET, METRICS, SUMMARY, LAST, BEST, *REPORT_FILES)
 FOLDERS = ("tensorboard", "draws")

@@ -1,31 +1,248 @@
-"""Label smoothing and mixup against the formulas and torch's own loss."""
+"""Losses, weights, margins, smoothing and mixup against formulas written here, independently
+of ltfast: torch's own losses and the field's definitions (LDAM-DRW's LDAMLoss and
+FocalLoss, Balanced Softmax, the logit-adjusted loss, MiSLAS's label-aware smoothing)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
-from ltfast.losses import draw_mixup, mixup, smoothed_targets, soft_cross_entropy
+from ltfast.losses import (
+    LOSSES,
+    build_loss,
+    class_balanced_weights,
+    draw_mixup,
+    inverse_frequency_weights,
+    label_aware_epsilons,
+    ldam_margins,
+    mixup,
+    smoothed_targets,
+)
+
+CIFAR10_LT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # imbalance 100
+C = len(CIFAR10_LT)
+generator = torch.Generator().manual_seed(0)
+LOGITS = torch.randn(32, C, generator=generator) * 2
+LABELS = torch.randint(0, C, (32,), generator=generator)
+WEIGHT = torch.rand(C, generator=generator) + 0.2
+
+
+# ----- weights, margins, epsilons ------------------------------------------------------------
+
+
+def test_class_balanced_weights_formula_and_specs_figures():
+    n = np.array(CIFAR10_LT, dtype=np.float64)
+    raw = (1 - 0.9999) / (1 - 0.9999**n)
+    expected = raw / raw.sum() * C
+    weights = class_balanced_weights(CIFAR10_LT, 0.9999)
+    np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-6)
+    assert round(float(weights[0]), 4) == 0.0506 and round(float(weights[-1]), 4) == 3.9927
+    torch.testing.assert_close(class_balanced_weights(CIFAR10_LT, 0.0), torch.ones(C))
+
+
+def test_inverse_frequency_weights():
+    n = np.array(CIFAR10_LT, dtype=np.float64)
+    np.testing.assert_allclose(
+        inverse_frequency_weights(CIFAR10_LT).numpy(), (1 / n) / (1 / n).sum() * C, rtol=1e-6
+    )
+    root = n**-0.5
+    np.testing.assert_allclose(
+        inverse_frequency_weights(CIFAR10_LT, q=0.5).numpy(), root / root.sum() * C, rtol=1e-6
+    )
+
+
+def test_ldam_margins_formula_and_specs_figures():
+    n = np.array(CIFAR10_LT, dtype=np.float64)
+    expected = 0.5 * n**-0.25 / (n**-0.25).max()
+    margins = ldam_margins(CIFAR10_LT, 0.5)
+    np.testing.assert_allclose(margins.numpy(), expected, rtol=1e-6)
+    assert round(float(margins[0]), 3) == 0.158 and float(margins[-1]) == pytest.approx(0.5)
+
+
+def test_label_aware_epsilons_follow_mislas_concave_curve():
+    eps = label_aware_epsilons(CIFAR10_LT, head=0.3, tail=0.0).numpy()
+    for n, e in zip(CIFAR10_LT, eps, strict=True):
+        expected = 0.0 + (0.3 - 0.0) * math.sin(math.pi / 2 * (n - 50) / (5000 - 50))
+        assert e == pytest.approx(expected, abs=1e-6)
+    assert eps[0] == pytest.approx(0.3) and eps[-1] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: class_balanced_weights(CIFAR10_LT, 1.0), r"beta must be in \[0, 1\)"),
+        (lambda: ldam_margins(CIFAR10_LT, -1), "max_m must be >= 0"),
+        (lambda: label_aware_epsilons(CIFAR10_LT, 1.2, 0), "head must be in"),
+        (lambda: class_balanced_weights([[1, 2]], 0.9), "1-D sequence of counts"),
+        (lambda: build_loss("hinge", CIFAR10_LT), "loss must be one of ce, focal, ldam"),
+        (lambda: build_loss("focal", CIFAR10_LT, gamma=-1), "gamma must be >= 0"),
+        (lambda: build_loss("ce", CIFAR10_LT, gamma=2), "loss 'ce' takes the options none"),
+        (lambda: build_loss("ldam", CIFAR10_LT, tau=1), "takes the options max_m, s, got tau"),
+        (lambda: build_loss("ce", CIFAR10_LT, torch.ones(3)), "one entry per class"),
+    ],
+)
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ----- each loss at one-hot targets, against the field's definition ---------------------------
+
+
+def ldam_drw_ldam_loss(logits, labels, weight=None, max_m=0.5, s=30.0):
+    """LDAM-DRW's LDAMLoss.forward, transcribed."""
+    m_list = 1.0 / np.sqrt(np.sqrt(np.array(CIFAR10_LT, dtype=np.float64)))
+    m_list = torch.tensor(m_list * (max_m / np.max(m_list)), dtype=torch.float32)
+    index = F.one_hot(labels, C).bool()
+    batch_m = (m_list[None, :] @ index.float().T).view(-1, 1)
+    output = torch.where(index, logits - batch_m, logits)
+    return F.cross_entropy(s * output, labels, weight=weight)
+
+
+def ldam_drw_focal_loss(logits, labels, gamma):
+    """LDAM-DRW's FocalLoss without weights: (1 - p)^gamma * CE, plain mean."""
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    return ((1 - torch.exp(-ce)) ** gamma * ce).mean()
+
+
+def log_prior(counts=CIFAR10_LT):
+    n = torch.tensor(counts, dtype=torch.float32)
+    return torch.log(n / n.sum())
+
+
+REFERENCES = {
+    "ce": (
+        {},
+        lambda z, y, w: F.cross_entropy(z, y, weight=w),
+    ),
+    "focal": ({"gamma": 2.0}, None),  # weighted form checked separately
+    "ldam": ({"max_m": 0.5, "s": 30.0}, ldam_drw_ldam_loss),
+    "balanced_softmax": (
+        {},
+        lambda z, y, w: F.cross_entropy(z + torch.log(torch.tensor(CIFAR10_LT).float()), y, w),
+    ),
+    "logit_adjusted": (
+        {"tau": 0.7},
+        lambda z, y, w: F.cross_entropy(z + 0.7 * log_prior(), y, weight=w),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_each_loss_equals_its_definition_at_one_hot_targets(name, weighted):
+    options, reference = REFERENCES[name]
+    weight = WEIGHT if weighted else None
+    loss = build_loss(name, CIFAR10_LT, weight, **options)
+    if name == "focal":
+        if weighted:
+            ce = F.cross_entropy(LOGITS, LABELS, reduction="none")
+            focal = (1 - torch.exp(-ce)) ** 2 * ce
+            expected = (WEIGHT[LABELS] * focal).sum() / WEIGHT[LABELS].sum()
+        else:
+            expected = ldam_drw_focal_loss(LOGITS, LABELS, 2.0)
+    else:
+        expected = reference(LOGITS, LABELS, weight)
+    torch.testing.assert_close(loss(LOGITS, LABELS), expected)
+    # One-hot float targets take the soft path, with the same result.
+    torch.testing.assert_close(loss(LOGITS, F.one_hot(LABELS, C).float()), expected)
+
+
+def test_logit_adjusted_at_tau_one_is_balanced_softmax():
+    adjusted = build_loss("logit_adjusted", CIFAR10_LT, tau=1.0)
+    balanced = build_loss("balanced_softmax", CIFAR10_LT)
+    torch.testing.assert_close(adjusted(LOGITS, LABELS), balanced(LOGITS, LABELS))
+
+
+def test_ce_with_smoothed_targets_equals_torchs_label_smoothing():
+    loss = build_loss("ce", CIFAR10_LT)
+    for eps in (0.0, 0.1, 0.3):
+        ours = loss(LOGITS, smoothed_targets(LABELS, C, eps))
+        torch.testing.assert_close(ours, F.cross_entropy(LOGITS, LABELS, label_smoothing=eps))
+
+
+def test_label_aware_smoothing_equals_mislas_loss():
+    eps = label_aware_epsilons(CIFAR10_LT, 0.3, 0.0)
+    ours = build_loss("ce", CIFAR10_LT)(LOGITS, smoothed_targets(LABELS, C, eps))
+    log_p = F.log_softmax(LOGITS, dim=1)
+    e = eps[LABELS]
+    mislas = ((1 - e) * -log_p[torch.arange(32), LABELS] + e * -log_p.mean(dim=1)).mean()
+    torch.testing.assert_close(ours, mislas)
+
+
+# ----- soft targets: the mixture of one-hot losses ------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_unweighted_soft_targets_are_the_mixture_of_one_hot_losses(name):
+    loss = build_loss(name, CIFAR10_LT, **REFERENCES[name][0])
+    gen = torch.Generator().manual_seed(1)
+    lam, permutation = draw_mixup(32, 1.0, np.random.default_rng(0), gen)
+    _, mixed = mixup(torch.zeros(32, 1), F.one_hot(LABELS, C).float(), lam, permutation)
+    expected = lam * loss(LOGITS, LABELS) + (1 - lam) * loss(LOGITS, LABELS[permutation])
+    torch.testing.assert_close(loss(LOGITS, mixed), expected)
+
+
+def class_loss_matrix(name, options):
+    """L[i, c]: the loss of sample i had its label been c, one label at a time."""
+    loss = build_loss(name, CIFAR10_LT, **options)
+    columns = []
+    for c in range(C):
+        labels = torch.full((32,), c)
+        per_sample = [loss(LOGITS[i : i + 1], labels[i : i + 1]) for i in range(32)]
+        columns.append(torch.stack(per_sample))
+    return torch.stack(columns, dim=1)
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_weighted_soft_targets_follow_the_stated_normalisation(name):
+    options = REFERENCES[name][0]
+    targets = torch.softmax(torch.randn(32, C, generator=torch.Generator().manual_seed(2)), 1)
+    sample_losses = (targets * class_loss_matrix(name, options)).sum(1)
+    sample_weights = targets @ WEIGHT
+    expected = (sample_weights * sample_losses).sum() / sample_weights.sum()
+    loss = build_loss(name, CIFAR10_LT, WEIGHT, **options)
+    torch.testing.assert_close(loss(LOGITS, targets), expected)
+
+
+def test_weighted_losses_are_not_linear_in_the_target():
+    """The weighted mean divides by the batch's weights, so mixing targets is not mixing
+    losses: stated in the module's docstring."""
+    loss = build_loss("ce", CIFAR10_LT, WEIGHT)
+    permutation = torch.roll(torch.arange(32), 1)
+    _, mixed = mixup(torch.zeros(32, 1), F.one_hot(LABELS, C).float(), 0.5, permutation)
+    mixture = 0.5 * loss(LOGITS, LABELS) + 0.5 * loss(LOGITS, LABELS[permutation])
+    assert not torch.allclose(loss(LOGITS, mixed), mixture)
+
+
+def test_every_registered_loss_is_covered_here():
+    assert set(LOSSES) == set(REFERENCES)
+
+
+def test_gradients_flow_and_weights_can_change_between_epochs():
+    loss = build_loss("ldam", CIFAR10_LT)
+    logits = LOGITS.clone().requires_grad_()
+    unweighted = loss(logits, LABELS)
+    loss.set_weight(class_balanced_weights(CIFAR10_LT, 0.9999))
+    weighted = loss(logits, LABELS)
+    assert not torch.allclose(unweighted, weighted)
+    weighted.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    loss.set_weight(None)
+    torch.testing.assert_close(loss(logits, LABELS), unweighted)
+
+
+# ----- mixup ------------------------------------------------------------------------------------
 
 
 def test_smoothed_targets_formula():
     targets = smoothed_targets(torch.tensor([2, 0]), 4, 0.1)
     expected = torch.tensor([[0.025, 0.025, 0.925, 0.025], [0.925, 0.025, 0.025, 0.025]])
     torch.testing.assert_close(targets, expected)
-
-
-def test_smoothed_loss_equals_torchs_label_smoothing():
-    logits = torch.randn(16, 10, generator=torch.Generator().manual_seed(0))
-    labels = torch.arange(16) % 10
-    for eps in (0.0, 0.1, 0.3):
-        ours = soft_cross_entropy(logits, smoothed_targets(labels, 10, eps))
-        torch.testing.assert_close(ours, F.cross_entropy(logits, labels, label_smoothing=eps))
-        by_hand = (
-            -((1 - eps) * F.log_softmax(logits, 1)[torch.arange(16), labels]).mean()
-            - (eps / 10 * F.log_softmax(logits, 1).sum(1)).mean()
-        )
-        torch.testing.assert_close(ours, by_hand)
 
 
 def test_mixup_by_hand():
@@ -40,15 +257,14 @@ def test_mixup_by_hand():
     )
 
 
-def test_mixed_loss_is_the_mix_of_the_two_losses():
-    generator = torch.Generator().manual_seed(1)
-    logits = torch.randn(8, 5, generator=generator)
-    labels = torch.randint(0, 5, (8,), generator=generator)
-    lam, permutation = draw_mixup(8, 1.0, np.random.default_rng(0), generator)
+def test_mixed_smoothed_loss_is_the_mix_of_torchs_two_losses():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(8, 5, generator=gen)
+    labels = torch.randint(0, 5, (8,), generator=gen)
+    lam, permutation = draw_mixup(8, 1.0, np.random.default_rng(0), gen)
     assert 0 <= lam <= 1 and sorted(permutation.tolist()) == list(range(8))
-    smoothed = smoothed_targets(labels, 5, 0.1)
-    _, mixed = mixup(torch.zeros(8, 1), smoothed, lam, permutation)
+    _, mixed = mixup(torch.zeros(8, 1), smoothed_targets(labels, 5, 0.1), lam, permutation)
     expected = lam * F.cross_entropy(logits, labels, label_smoothing=0.1) + (
         1 - lam
     ) * F.cross_entropy(logits, labels[permutation], label_smoothing=0.1)
-    torch.testing.assert_close(soft_cross_entropy(logits, mixed), expected)
+    torch.testing.assert_close(build_loss("ce", [1] * 5)(logits, mixed), expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ltfast.models import DEPTHS, build_model
 
@@ -44,3 +45,28 @@ def test_shortcut_subsamples_and_zero_pads():
 def test_unknown_model():
     with pytest.raises(ValueError, match="model must be one of resnet20"):
         build_model("resnet18", 10)
+
+
+def test_a_model_exposes_its_features_and_its_classifier():
+    model = build_model("resnet20", 10).eval()
+    x = torch.randn(4, 3, 32, 32)
+    features = model.features(x)
+    assert features.shape == (4, 64)
+    torch.testing.assert_close(model.classifier(features), model(x))
+
+
+def test_the_normed_classifier_gives_cosines():
+    model = build_model("resnet20", 10, "normed").eval()
+    x = torch.randn(4, 3, 32, 32)
+    features, weight = model.features(x), model.classifier.weight
+    cosines = torch.stack(
+        [torch.stack([F.cosine_similarity(f, w, dim=0) for w in weight.T]) for f in features]
+    )
+    torch.testing.assert_close(model(x), cosines)
+    assert weight.shape == (64, 10) and model(x).abs().max() <= 1 + 1e-6
+    assert sum(p.numel() for p in model.classifier.parameters()) == 640  # no bias
+
+
+def test_unknown_classifier():
+    with pytest.raises(ValueError, match="classifier must be one of linear, normed"):
+        build_model("resnet20", 10, "mlp")

@@ -47,6 +47,18 @@ def uninterrupted(tmp_path_factory, data_root) -> Path:
     return out
 
 
+# LDAM-DRW in small: the class-balanced weights switch on at epoch 2 (0-based), the third.
+DRW = ["--loss", "ldam", "--classifier", "normed", "--reweight", "class_balanced"]
+DRW += ["--reweight-start-epoch", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_drw(tmp_path_factory, data_root) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "whole-drw"
+    main(flags(data_root, out, *DRW))
+    return out
+
+
 def interrupt_at_step(monkeypatch, step: int) -> None:
     """Sends this process SIGTERM during training step number `step` (counted from 1)."""
     calls = {"n": 0}
@@ -80,6 +92,24 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(
     assert metrics(out) == metrics(uninterrupted)
     resumed, whole = weights(out), weights(uninterrupted)
     assert resumed.keys() == whole.keys()
+    for name in whole:
+        assert torch.equal(resumed[name], whole[name]), name
+
+
+@pytest.mark.parametrize("stop_step", [10, 15])  # before the switch; inside the first DRW epoch
+def test_a_resume_across_the_drw_switch_equals_an_uninterrupted_run(
+    tmp_path, data_root, uninterrupted_drw, monkeypatch, stop_step
+):
+    out = tmp_path / "interrupted"
+    interrupt_at_step(monkeypatch, stop_step)
+    with pytest.raises(SystemExit):
+        main(flags(data_root, out, *DRW))
+    monkeypatch.undo()
+    main(["--resume", str(out)])
+    records = metrics(out)
+    assert records == metrics(uninterrupted_drw)
+    assert records[1]["class_weights"] == [1.0] * 10 and records[2]["class_weights"] != [1.0] * 10
+    resumed, whole = weights(out), weights(uninterrupted_drw)
     for name in whole:
         assert torch.equal(resumed[name], whole[name]), name
 
