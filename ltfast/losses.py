@@ -148,6 +148,8 @@ class ClassLoss(nn.Module):
         return self.class_losses(logits).gather(1, labels[:, None]).squeeze(1)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.counts.device != logits.device:  # follow the logits, as torch's losses do
+            self.to(logits.device)
         logits = logits.float()
         if target.dtype == torch.int64:
             losses = self.label_losses(logits, target)

@@ -223,6 +223,13 @@ def test_every_registered_loss_is_covered_here():
     assert set(LOSSES) == set(REFERENCES)
 
 
+def test_a_loss_follows_the_logits_device():
+    loss = build_loss("ldam", CIFAR10_LT, WEIGHT)
+    logits = LOGITS.to("meta")  # any device but the one the loss was built on
+    assert loss(logits, LABELS.to("meta")).device.type == "meta"
+    assert loss.margins.device.type == "meta" and loss.weight.device.type == "meta"
+
+
 def test_gradients_flow_and_weights_can_change_between_epochs():
     loss = build_loss("ldam", CIFAR10_LT)
     logits = LOGITS.clone().requires_grad_()
