@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,24 +181,27 @@ class RunFolder:
         self._write(CONFIG, yaml.safe_dump(values, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
-        try:
-            values = yaml.safe_load(self._read(CONFIG))
-        except yaml.YAMLError as error:
-            raise RunFolderError(f"{self.file(CONFIG)} is not valid YAML: {error}") from None
-        if not isinstance(values, dict):
-            raise RunFolderError(f"{self.file(CONFIG)} does not hold a mapping of field: value")
-        return values
+        return self._read_mapping(CONFIG, yaml.safe_load, yaml.YAMLError, "YAML")
 
     def write_json(self, name: str, value: dict[str, Any]) -> None:
         self._write(name, json.dumps(value, indent=2) + "\n")
 
     def read_json(self, name: str) -> dict[str, Any]:
+        return self._read_mapping(name, json.loads, json.JSONDecodeError, "JSON")
+
+    def _read_mapping(
+        self,
+        name: str,
+        parse: Callable[[str], Any],
+        error_type: type[Exception],
+        language: str,
+    ) -> dict[str, Any]:
         try:
-            value = json.loads(self._read(name))
-        except json.JSONDecodeError as error:
-            raise RunFolderError(f"{self.file(name)} is not valid JSON: {error}") from None
+            value = parse(self._read(name))
+        except error_type as error:
+            raise RunFolderError(f"{self.file(name)} is not valid {language}: {error}") from None
         if not isinstance(value, dict):
-            raise RunFolderError(f"{self.file(name)} does not hold a JSON object")
+            raise RunFolderError(f"{self.file(name)} does not hold a {language} mapping")
         return value
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
