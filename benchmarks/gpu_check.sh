@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA checks in one short run, for a machine with a GPU and ltfast installed:
 #   bash benchmarks/gpu_check.sh [OUT]
-# a few epochs on the synthetic set with --amp; resume on CUDA; --amp --compile; the loader
-# and train-step benchmarks on the GPU. Results (run folders, JSON tables) go to OUT.
+# a few epochs on the synthetic set with --amp; LDAM-DRW with mixup (the soft-target LDAM) and
+# post-hoc adjustment; resume on CUDA; --amp --compile; the loader and train-step benchmarks
+# (CE, LDAM-DRW, Balanced Softmax) on the GPU. Results (run folders, JSON tables) go to OUT.
 set -euo pipefail
 out=${1:-gpu-check}
 mkdir -p "$out"
@@ -10,6 +11,8 @@ python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pri
 common=(--dataset synthetic --data-root "$out/data" --quiet --overwrite)
 
 python -m ltfast.train "${common[@]}" --epochs 5 --amp --out "$out/amp"
+python -m ltfast.train "${common[@]}" --epochs 3 --amp --config configs/cifar10_lt/ldam_drw.yaml \
+  --reweight-start-epoch 2 --mixup-alpha 1 --eval-logit-tau 1 --out "$out/ldam_drw"
 python -m ltfast.train "${common[@]}" --epochs 2 --amp --out "$out/resume"
 python -m ltfast.train --resume "$out/resume" --epochs 3 --quiet
 python -m ltfast.train "${common[@]}" --epochs 3 --amp --compile --out "$out/compile"
