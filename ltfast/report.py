@@ -152,7 +152,15 @@ def _per_class_panels(runs: list[Run], key: str, ylabel: str, what: str, path: P
         few_classes = values.shape[1] <= 10
         for cls in range(values.shape[1]):
             label = f"class {cls}" if few_classes else None
-            axes.plot(epochs, values[:, cls], color=f"C{cls % 10}", lw=1.2, label=label)
+            axes.plot(  # a value holds for its whole epoch: steps, not slopes
+                epochs,
+                values[:, cls],
+                color=f"C{cls % 10}",
+                lw=1.2,
+                label=label,
+                drawstyle="steps-post",
+                marker=".",
+            )
         axes.set(
             yscale="log",
             xlabel="epoch",
