@@ -40,7 +40,12 @@ bool run_catching_bus_errors(void (*work)(void*), void* argument) {
         return false;
     }
     t_landing = &landing;
-    work(argument);
+    try {
+        work(argument);
+    } catch (...) {  // the landing dies with this frame: never jump to it afterwards
+        t_landing = nullptr;
+        throw;
+    }
     t_landing = nullptr;
     return true;
 }

@@ -152,6 +152,26 @@ void chw_to_hwc(const std::uint8_t* src, std::uint8_t* dst, bool) { chw_to_hwc_s
 
 }  // namespace
 
+struct RecordReader::LabelScan {
+    RecordReader* reader;
+    std::size_t bad = kAllMatch;  // the first record with a label out of range
+
+    static void work(void* scan) {
+        auto& s = *static_cast<LabelScan*>(scan);
+        RecordReader& r = *s.reader;
+        const int limit = r.label_bytes_ == 1 ? 10 : 100;
+        for (std::size_t i = 0; i < r.records_.size(); ++i) {
+            const std::uint8_t* pixels = r.records_[i];
+            r.labels_[i] = pixels[-1];
+            if (r.label_bytes_ == 2) r.coarse_labels_[i] = pixels[-2];
+            if (pixels[-1] >= limit || (r.label_bytes_ == 2 && pixels[-2] >= 20)) {
+                s.bad = i;
+                return;
+            }
+        }
+    }
+};
+
 RecordReader::RecordReader(const std::vector<std::filesystem::path>& paths, int label_bytes)
     : label_bytes_(label_bytes) {
     if (label_bytes != 1 && label_bytes != 2) {
@@ -163,23 +183,30 @@ RecordReader::RecordReader(const std::vector<std::filesystem::path>& paths, int 
     for (const auto& path : paths) {
         files_.emplace_back(path);
         check_size(files_.back(), label_bytes);
-    }
-    for (const auto& file : files_) {
         first_record_.push_back(records_.size());
-        const std::size_t count = file.size() / record_size();
+        const std::size_t count = files_.back().size() / record_size();
         for (std::size_t r = 0; r < count; ++r) {
-            const std::uint8_t* record = file.data() + r * record_size();
-            if (label_bytes == 1) {
-                if (record[0] >= 10) bad_label(file, r, "label", record[0], 10);
-            } else {
-                if (record[0] >= 20) bad_label(file, r, "coarse label", record[0], 20);
-                if (record[1] >= 100) bad_label(file, r, "fine label", record[1], 100);
-                coarse_labels_.push_back(record[0]);
-            }
-            labels_.push_back(record[label_bytes - 1]);
-            records_.push_back(record + label_bytes);
+            records_.push_back(files_.back().data() + r * record_size() + label_bytes);
         }
     }
+    // The labels are read under the bus-error guard too: a file cut short while it is being
+    // opened must raise, not end the process. The scan only fills preallocated vectors.
+    labels_.resize(records_.size());
+    if (label_bytes == 2) coarse_labels_.resize(records_.size());
+    LabelScan scan{this};
+    if (!run_catching_bus_errors(&LabelScan::work, &scan)) throw_interrupted();
+    if (scan.bad != kAllMatch) throw_bad_label(scan.bad);
+}
+
+void RecordReader::throw_bad_label(std::size_t record) const {
+    const auto after = std::upper_bound(first_record_.begin(), first_record_.end(), record);
+    const auto file = static_cast<std::size_t>(after - first_record_.begin()) - 1;
+    const std::size_t local = record - first_record_[file];
+    if (label_bytes_ == 1) bad_label(files_[file], local, "label", labels_[record], 10);
+    if (coarse_labels_[record] >= 20) {
+        bad_label(files_[file], local, "coarse label", coarse_labels_[record], 20);
+    }
+    bad_label(files_[file], local, "fine label", labels_[record], 100);
 }
 
 std::vector<std::filesystem::path> RecordReader::paths() const {

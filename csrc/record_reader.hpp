@@ -43,7 +43,8 @@ public:
 
 private:
     static constexpr std::size_t kAllMatch = static_cast<std::size_t>(-1);
-    struct Range;  // one thread's share of a decode, run under the bus-error guard
+    struct Range;      // one thread's share of a decode, run under the bus-error guard
+    struct LabelScan;  // the pass over the label bytes at opening, likewise
 
     // Returns the first position in [begin, end) whose record's label bytes no longer match
     // the labels read at opening, or kAllMatch.
@@ -52,6 +53,7 @@ private:
     bool label_matches(std::size_t record) const noexcept;
     [[noreturn]] void throw_changed(std::size_t record) const;
     [[noreturn]] void throw_interrupted() const;
+    [[noreturn]] void throw_bad_label(std::size_t record) const;
 
     int label_bytes_;
     std::vector<MappedFile> files_;
