@@ -78,16 +78,16 @@ def pick_device(name: str, world: World) -> torch.device:
 class Trainer:
     """A run's parts (see ltfast.parts), its optimiser, and where it stands (epoch, step,
     sums). The loop below knows no method by name: samplers, losses, weights and targets
-    come from the parts."""
+    come from the parts, built from the config unless given."""
 
-    def __init__(self, config: TrainConfig, world: World):
+    def __init__(self, config: TrainConfig, world: World, parts: Parts | None = None):
         self.config, self.world = config, world
         self.device = pick_device(config.device, world)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         torch.manual_seed(config.seed)
         kernels.warmup()
-        self.parts: Parts = build_parts(config, world, self.device)
+        self.parts = parts if parts is not None else build_parts(config, world, self.device)
         self.train_set, self.test_set = self.parts.train_set, self.parts.test_set
         self.num_classes = len(self.train_set.classes)
         self.model = self.parts.model

@@ -14,7 +14,7 @@ import torch
 from ltfast import checkpoint
 from ltfast.augment import Normalize
 from ltfast.config import TrainConfig, problems
-from ltfast.losses import ClassLoss, class_balanced_weights
+from ltfast.losses import LOSS_OPTIONS, LOSSES, ClassLoss, class_balanced_weights
 from ltfast.models import build_model
 from ltfast.parts import load_data
 from ltfast.train import main
@@ -109,3 +109,16 @@ def test_post_hoc_logit_adjustment_is_the_formula_on_the_saved_model(tmp_path, d
 def test_settings_that_do_not_work_or_compose_are_named(tmp_path, fields, message):
     config = TrainConfig(out=str(tmp_path / "run"), **fields)
     assert any(message in problem for problem in problems(config)), problems(config)
+
+
+def test_a_new_loss_is_one_class_and_one_registry_entry(tmp_path, data_root, monkeypatch):
+    class BrierLoss(ClassLoss):
+        def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+            p = torch.softmax(logits, dim=1)  # sum_j (p_j - [j = c])^2 for each label c
+            return (p**2).sum(1, keepdim=True) - 2 * p + 1
+
+    # What `@register_loss("brier")` on a builder does, undone after the test.
+    monkeypatch.setitem(LOSSES._builders, "brier", BrierLoss)
+    monkeypatch.setitem(LOSS_OPTIONS, "brier", {})
+    records = run(data_root, tmp_path / "run", "--loss", "brier", "--epochs", "1")
+    assert records[0]["loss"] == "brier" and np.isfinite(records[0]["train_loss"])
