@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,10 @@ import yaml
 from ltfast import checkpoint
 from ltfast.config import TrainConfig
 from ltfast.distributed import World
+from ltfast.losses import ClassLoss
 from ltfast.parts import load_data
 from ltfast.schedules import SamplingSchedule
-from ltfast.train import Trainer
+from ltfast.train import Trainer, main
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +72,38 @@ def test_metrics_are_written_once_and_equal_one_process_evaluation(ddp_run):
     assert report["per_class"] == records[-1]["per_class"]
     assert report["test_top1"] == records[-1]["test_top1"]
     assert sorted(p.name for p in ddp_run.iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]
+
+
+def test_a_mid_epoch_checkpoint_resumes_only_with_as_many_processes(tmp_path, monkeypatch):
+    """One process stopped by SIGTERM at step 3 of epoch 1; two processes would split the rest
+    of that epoch differently, so torchrun with 2 refuses, naming both counts."""
+    out = tmp_path / "run"
+    original = ClassLoss.forward
+    calls = {"n": 0}
+
+    def stop_at_step_3(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, *args)
+
+    monkeypatch.setattr(ClassLoss, "forward", stop_at_step_3)
+    with pytest.raises(SystemExit):
+        main([
+            "--dataset", "synthetic", "--synthetic-size", "40", "--imb-factor", "0.2",
+            "--batch-size", "32", "--epochs", "2", "--quiet",
+            "--data-root", str(tmp_path / "data"), "--out", str(out),
+        ])  # fmt: skip
+    assert checkpoint.load(out)["step"] == 3
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "ltfast.train", "--resume", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode != 0
+    assert "in the middle of an epoch with 1 processes; resume it with the same number (now 2)" in (
+        result.stderr
+    )
