@@ -198,9 +198,13 @@ RecordReader::RecordReader(const std::vector<std::filesystem::path>& paths, int 
     if (scan.bad != kAllMatch) throw_bad_label(scan.bad);
 }
 
-void RecordReader::throw_bad_label(std::size_t record) const {
+std::size_t RecordReader::file_of(std::size_t record) const {
     const auto after = std::upper_bound(first_record_.begin(), first_record_.end(), record);
-    const auto file = static_cast<std::size_t>(after - first_record_.begin()) - 1;
+    return static_cast<std::size_t>(after - first_record_.begin()) - 1;
+}
+
+void RecordReader::throw_bad_label(std::size_t record) const {
+    const std::size_t file = file_of(record);
     const std::size_t local = record - first_record_[file];
     if (label_bytes_ == 1) bad_label(files_[file], local, "label", labels_[record], 10);
     if (coarse_labels_[record] >= 20) {
@@ -234,8 +238,7 @@ bool RecordReader::label_matches(std::size_t record) const noexcept {
 }
 
 void RecordReader::throw_changed(std::size_t record) const {
-    const auto after = std::upper_bound(first_record_.begin(), first_record_.end(), record);
-    const auto file = static_cast<std::size_t>(after - first_record_.begin()) - 1;
+    const std::size_t file = file_of(record);
     const MappedFile& changed = files_[file];
     changed.check_unchanged();  // names a size or time change when there is one
     throw FileError(ESTALE, changed.path(),

@@ -54,6 +54,7 @@ private:
     [[noreturn]] void throw_changed(std::size_t record) const;
     [[noreturn]] void throw_interrupted() const;
     [[noreturn]] void throw_bad_label(std::size_t record) const;
+    std::size_t file_of(std::size_t record) const;  // the file that holds a record
 
     int label_bytes_;
     std::vector<MappedFile> files_;

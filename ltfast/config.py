@@ -16,15 +16,14 @@ from typing import Any
 import yaml
 
 from ltfast.longtail import IMB_TYPES, images_per_class
-from ltfast.losses import LOSS_OPTIONS, LOSSES, build_loss, label_aware_epsilons
+from ltfast.losses import LOSSES, build_loss, label_aware_epsilons
 from ltfast.models import CLASSIFIERS, MODELS
-from ltfast.parts import DATASETS
+from ltfast.parts import DATASETS, loss_options
 from ltfast.run_folder import writable_folder_problem
 from ltfast.samplers import CONVENTIONS
 from ltfast.schedules import REWEIGHTINGS, SAMPLERS
 
-# Training images per class before the long tail, and classes, of each dataset.
-PER_CLASS = {"cifar10": 5000, "cifar100": 500}
+# Classes of each dataset (its training split holds 50,000 / classes images per class).
 CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
 MAX_SYNTHETIC_SIZE = 5000  # CIFAR-10's size; generating it takes ~5 GB of memory at the peak
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -130,7 +129,7 @@ def _size_problem(c: TrainConfig) -> tuple[str, str] | None:
         return "synthetic_size", f"must be in 1..{MAX_SYNTHETIC_SIZE}, got {c.synthetic_size}"
     if c.dataset not in CLASSES or c.imb_type not in IMB_TYPES or not 0 < c.imb_factor <= 1:
         return None  # named by their own checks
-    per_class = c.synthetic_size if c.dataset == "synthetic" else PER_CLASS[c.dataset]
+    per_class = c.synthetic_size if c.dataset == "synthetic" else None  # None: 50,000 / C
     images = sum(images_per_class(CLASSES[c.dataset], c.imb_factor, c.imb_type, per_class))
     if images >= c.batch_size:
         return None
@@ -146,9 +145,8 @@ def _method_problems(c: TrainConfig) -> dict[str, str]:
     a two-class example, and the pairs that do not compose."""
     found: dict[str, str] = {}
     if c.loss in LOSSES:
-        options = {option: getattr(c, name) for option, name in LOSS_OPTIONS[c.loss].items()}
         try:
-            build_loss(c.loss, [2, 1], None, **options)
+            build_loss(c.loss, [2, 1], None, **loss_options(c))
         except (ValueError, TypeError) as error:
             found["loss"] = str(error)
     try:

@@ -61,12 +61,3 @@ def share_buffers(module: torch.nn.Module, world: World) -> None:
     if world.distributed:
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
-
-
-def any_rank(flag: bool, world: World, device: torch.device) -> bool:
-    """True on every rank when `flag` is true on any rank, so all ranks stop together."""
-    if not world.distributed:
-        return flag
-    value = torch.tensor(float(flag), device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())

@@ -68,6 +68,12 @@ def ldam_margins(counts: Counts, max_m: float = 0.5) -> torch.Tensor:
     return (margins * (max_m / margins.max())).float()
 
 
+def log_prior(counts: Counts) -> torch.Tensor:
+    """log pi_j = log(n_j / N), an empty class counted as one sample (logit adjustment)."""
+    n = _counts(counts).clamp(min=1)
+    return torch.log(n / n.sum()).float()
+
+
 def label_aware_epsilons(counts: Counts, head: float, tail: float) -> torch.Tensor:
     """MiSLAS's label-aware smoothing, concave form: eps_j runs from `head` (the largest
     class) to `tail` (the smallest) as tail + (head - tail) * sin(pi/2 * (n_j - n_min) /
@@ -229,8 +235,7 @@ class LogitAdjustedLoss(ClassLoss):
     def __init__(self, class_counts: Counts, weight: torch.Tensor | None = None, tau: float = 1.0):
         super().__init__(class_counts, weight)
         self.tau = real("tau", tau)
-        counts = self.counts.clamp(min=1)
-        self.register_buffer("adjustment", self.tau * torch.log(counts / counts.sum()))
+        self.register_buffer("adjustment", self.tau * log_prior(class_counts))
 
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
         return -F.log_softmax(logits + self.adjustment, dim=1)

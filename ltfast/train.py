@@ -30,7 +30,7 @@ from ltfast.config import TrainConfig, from_mapping, incompatibilities, parser, 
 from ltfast.datasets import DatasetError
 from ltfast.distributed import World
 from ltfast.download import DownloadError
-from ltfast.losses import draw_mixup, mixup
+from ltfast.losses import draw_mixup, log_prior, mixup
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE, classification_report
 from ltfast.parts import Parts, build_parts
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
@@ -238,15 +238,15 @@ class Trainer:
         distributed.share_buffers(self.model, self.world)
         self.model.eval()
         tau = self.config.eval_logit_tau
-        counts = torch.as_tensor(self.train_set.class_counts, dtype=torch.float32)
-        adjustment = (tau * torch.log(counts.clamp(min=1) / counts.sum())).to(self.device)
-        # Rows: seen, correct, correct after adjustment.
+        adjustment = (tau * log_prior(self.train_set.class_counts)).to(self.device)
+        # Rows: seen, correct, correct after adjustment (counted only with a tau).
         tally = torch.zeros(3, self.num_classes, dtype=torch.int64, device=self.device)
         for images, labels in self.test_loader.batches():
             with self.autocast:
                 logits = self.model(images).float()
             tally[0] += torch.bincount(labels, minlength=self.num_classes)
-            for row, scores in ((1, logits), (2, logits - adjustment)):
+            scored = ((1, logits), (2, logits - adjustment)) if tau != 0 else ((1, logits),)
+            for row, scores in scored:
                 hits = labels[scores.argmax(1) == labels]
                 tally[row] += torch.bincount(hits, minlength=self.num_classes)
         seen, correct, adjusted = distributed.all_sum(tally, self.world).cpu().numpy()

@@ -36,3 +36,9 @@ def real_cifar10_root() -> Path:
     if not root:
         pytest.skip("LTFAST_CIFAR10_ROOT is not set: no real CIFAR-10 data")
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """One data root for the training tests: each synthetic size is generated there once."""
+    return tmp_path_factory.mktemp("data")

@@ -29,11 +29,6 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
 def run(data_root: Path, out: Path, *flags: str) -> list[dict]:
     main([*QUICK, "--data-root", str(data_root), "--out", str(out), *flags])
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -36,11 +36,6 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_root) -> Path:
     out = tmp_path_factory.mktemp("runs") / "whole"
     main(flags(data_root, out))

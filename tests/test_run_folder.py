@@ -24,11 +24,6 @@ QUICK = ["--dataset", "synthetic", "--synthetic-size", "60", "--quiet", "--batch
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
 def finished(tmp_path_factory, data_root) -> Path:
     """A complete one-epoch run, to copy from."""
     out = tmp_path_factory.mktemp("runs") / "finished"

@@ -24,11 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--dataset", "synthetic", "--synthetic-size", "100", "--quiet", "--batch-size", "64"]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
 def run(tmp_path: Path, data_root: Path, *flags: str) -> dict:
     return main([*QUICK, "--data-root", str(data_root), "--out", str(tmp_path / "run"), *flags])
 
