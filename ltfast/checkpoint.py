@@ -99,9 +99,9 @@ def locate(path: Path) -> Path:
     if path.is_dir() and RunFolder(path).is_run():
         raise FileNotFoundError(
             f"{path} holds a run that stopped before its first checkpoint: there is nothing to "
-            f"resume. Start it again with --out {path} --overwrite"
+            f"resume or evaluate. Start it again with --out {path} --overwrite"
         )
-    raise FileNotFoundError(f"no checkpoint at {found}: --resume takes a run folder or a .pt file")
+    raise FileNotFoundError(f"no checkpoint at {found}: pass a run folder or a .pt file")
 
 
 def load(path: Path) -> dict:

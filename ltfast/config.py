@@ -21,7 +21,8 @@ from ltfast.models import CLASSIFIERS, MODELS
 from ltfast.parts import DATASETS, loss_options
 from ltfast.run_folder import writable_folder_problem
 from ltfast.samplers import CONVENTIONS
-from ltfast.schedules import REWEIGHTINGS, SAMPLERS
+from ltfast.schedules import LR_SCHEDULES, REWEIGHTINGS, SAMPLERS
+from ltfast.stages import STAGE2
 
 # Classes of each dataset (its training split holds 50,000 / classes images per class).
 CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
@@ -58,6 +59,9 @@ class TrainConfig:
         metadata={"help": "epochs at which the lr is multiplied by lr_decay"},
     )
     lr_decay: float = option(0.01, "factor applied at each milestone")
+    lr_schedule: str = option(
+        "step", "step (warm-up, then x lr_decay at each milestone) or cosine (warm-up, then to 0)"
+    )
     # tricks
     mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha); 0 switches mixup off")
     mixup_off_epochs: int = option(0, "no mixup in the final this many epochs")
@@ -88,6 +92,19 @@ class TrainConfig:
     )
     eval_logit_tau: float = option(
         0.0, "post-hoc logit adjustment at evaluation (z - tau log pi); 0: off"
+    )
+    # two-stage training (SPEC section 7)
+    init_from: str = option(
+        "", "run folder or checkpoint whose weights this run starts from (fresh optimiser)"
+    )
+    stage2: str = option(
+        "none", "none, crt, lws or mislas: retrain or rescale the classifier of --init-from"
+    )
+    shift_bn: bool = option(
+        False, "stage 2: re-estimate the frozen backbone's BatchNorm statistics (MiSLAS)"
+    )
+    classifier_lr_factor: float = option(
+        0.5, "--stage2 mislas: the classifier's lr as a fraction of --lr (the scales' is --lr)"
     )
     # machinery
     loader: str = option("device", "device (batched on the training device) or torch (DataLoader)")
@@ -168,6 +185,24 @@ def _method_problems(c: TrainConfig) -> dict[str, str]:
     return found
 
 
+def _stage_problems(c: TrainConfig) -> dict[str, str]:
+    """A stage 2 needs a trained model to start from; --init-from names a run, not a recipe."""
+    found: dict[str, str] = {}
+    if c.init_from.endswith((".yaml", ".yml")):
+        found["init_from"] = (
+            f"{c.init_from} is a config: train it first and pass its run folder to "
+            f"--init-from, or run both stages with python -m ltfast.sweep"
+        )
+    if c.stage2 in STAGE2 and c.stage2 != "none" and not c.init_from:
+        found["stage2"] = (
+            f"--stage2 {c.stage2} retrains the classifier of a trained model: pass --init-from "
+            f"RUN_DIR"
+        )
+    if c.shift_bn and c.stage2 == "none":
+        found["shift_bn"] = "--shift-bn applies to a frozen backbone: it needs --stage2"
+    return found
+
+
 def problems(config: TrainConfig) -> list[str]:
     """Every invalid field, as 'field: what is wrong'."""
     c = config
@@ -192,6 +227,11 @@ def problems(config: TrainConfig) -> list[str]:
         if all(m > 0 for m in c.lr_milestones) and c.lr_milestones == sorted(set(c.lr_milestones))
         else f"must be increasing positive epochs, got {c.lr_milestones}",
         "lr_decay": None if 0 < c.lr_decay <= 1 else f"must be in (0, 1], got {c.lr_decay}",
+        "lr_schedule": _choice(c.lr_schedule, LR_SCHEDULES),
+        "stage2": _choice(c.stage2, STAGE2),
+        "classifier_lr_factor": None
+        if c.classifier_lr_factor > 0
+        else f"must be > 0, got {c.classifier_lr_factor}",
         "mixup_alpha": None if c.mixup_alpha >= 0 else f"must be >= 0, got {c.mixup_alpha}",
         "mixup_off_epochs": None
         if 0 <= c.mixup_off_epochs <= c.epochs
@@ -230,7 +270,10 @@ def problems(config: TrainConfig) -> list[str]:
         and c.epochs - c.sampler_start_epoch < 2
     ):
         checks["pb_convention"] = "(t-1)/(T-1) needs at least 2 progressive-balanced epochs"
+    if c.lr_schedule == "cosine" and c.warmup_epochs >= c.epochs:
+        checks["warmup_epochs"] = f"must be below epochs ({c.epochs}) for a cosine schedule"
     checks.update(_method_problems(c))
+    checks.update(_stage_problems(c))
     if c.tensorboard and importlib.util.find_spec("tensorboard") is None:
         checks["tensorboard"] = "the tensorboard package is not installed (pip install tensorboard)"
     return [f"{name}: {message}" for name, message in checks.items() if message]
@@ -247,6 +290,9 @@ IDENTITY = (
     "subset_seed",
     "synthetic_size",
     "seed",
+    "init_from",
+    "stage2",
+    "shift_bn",
 )
 # These set which images and mixup draws make up each step of an epoch: a resume in the middle
 # of an epoch under other values would skip or repeat images.
@@ -379,6 +425,7 @@ def resolve(
     values.update(flags)
     for name in ("data_root", "out"):  # an empty path stays empty, to be refused by name
         values[name] = str(user_path(values[name])) if values[name].strip() else ""
+    values["init_from"] = str(user_path(values["init_from"])) if values["init_from"] else ""
     config = TrainConfig(**values)
     found = problems(config)
     if found:

@@ -1,4 +1,5 @@
-"""torch.distributed under torchrun: process-group set-up and the reductions training needs.
+"""torch.distributed under torchrun: the device of each process, process-group set-up and
+the reductions training needs.
 
 Without torchrun (no WORLD_SIZE > 1 in the environment) everything here is a no-op, so the
 same code runs on one process.
@@ -26,6 +27,22 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
+
+
+def pick_device(name: str, world: World) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name} was asked for, but torch sees no CUDA device")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device: {name} was asked for, but torch sees {torch.cuda.device_count()} GPUs "
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+        )
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
+    return device
 
 
 def init(use_cuda: bool) -> World:

@@ -36,7 +36,7 @@ class DeviceLoader:
 
     def __init__(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | np.ndarray,
         targets: list[int] | np.ndarray,
         batch_size: int,
         device: torch.device,
@@ -45,9 +45,13 @@ class DeviceLoader:
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
     ):
-        if images.dtype != torch.uint8 or images.ndim != 4:
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(images)
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(
-                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+                f"images must be a uint8 (N, C, H, W) tensor or array, got "
+                f"{type(images).__name__} {getattr(images, 'dtype', '')} "
+                f"{tuple(getattr(images, 'shape', ()))}"
             )
         self.device = torch.device(device)
         # Training images are stored zero-padded once, so a batch is one gather away from

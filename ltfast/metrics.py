@@ -1,8 +1,9 @@
-"""What the field reports: top-1, per-class and balanced accuracy, and many/medium/few-shot
-accuracy by training-set class size (> 100 many, < 20 few, the rest medium).
+"""What the field reports: top-1, per-class and balanced accuracy, many/medium/few-shot
+accuracy by training-set class size (> 100 many, < 20 few, the rest medium), and the expected
+calibration error (ECE) over 15 equal-width confidence bins, as MiSLAS computes it.
 
-Reports are built from per-class counts, which add up across ranks: summing the counts of
-every rank's shard gives exactly the one-process evaluation.
+Reports are built from per-class counts and per-bin sums, which add up across ranks: summing
+those of every rank's shard gives exactly the one-process evaluation.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ import numpy as np
 
 MANY_ABOVE = 100
 FEW_BELOW = 20
+ECE_BINS = 15
+
+
+def expected_calibration_error(
+    count: np.ndarray, confidence_sum: np.ndarray, correct_sum: np.ndarray
+) -> float:
+    """sum_b |B_b| / N * |acc(B_b) - conf(B_b)| from each bin's size, summed confidence and
+    number of correct predictions (bin b holds confidences in (b/15, (b+1)/15])."""
+    count = np.asarray(count, np.float64)
+    gaps = np.abs(np.asarray(correct_sum, np.float64) - np.asarray(confidence_sum, np.float64))
+    return float(gaps.sum() / count.sum())
 
 
 def shot_groups(train_counts: np.ndarray) -> dict[str, np.ndarray]:

@@ -2,7 +2,9 @@
 three stages of n basic blocks (16/32/64 channels), option-A zero-padding shortcuts,
 Kaiming-normal initialisation, global average pooling and a classifier: linear, or LDAM-DRW's
 normalised one (cosine logits). `model.features(x)` and `model.classifier` are separate, for
-methods that retrain or rescale the classifier alone.
+methods that retrain or rescale the classifier alone: `freeze_backbone()` keeps the backbone as
+it is (BatchNorm statistics included), `reset_classifier()` re-initialises the classifier, and
+`ScaledClassifier` adds one learned scale per class (LWS).
 """
 
 from __future__ import annotations
@@ -60,6 +62,19 @@ class NormedLinear(nn.Module):
         return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=0)
 
 
+class ScaledClassifier(nn.Module):
+    """Kang et al.'s learnable weight scaling (LWS): the wrapped classifier's logits times one
+    learned scale per class, starting at 1 (so the model starts as it was)."""
+
+    def __init__(self, classifier: nn.Module, num_classes: int):
+        super().__init__()
+        self.classifier = classifier
+        self.scales = nn.Parameter(torch.ones(num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x) * self.scales
+
+
 CLASSIFIERS: Registry[Callable[[int, int], nn.Module]] = Registry("classifier")
 CLASSIFIERS.register("linear")(nn.Linear)
 CLASSIFIERS.register("normed")(NormedLinear)
@@ -78,10 +93,45 @@ class CifarResNet(nn.Module):
                 in_channels = channels
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.classifier = CLASSIFIERS[classifier](64, num_classes)
+        self.classifier: nn.Module = CLASSIFIERS[classifier](64, num_classes)
+        self.classifier_name, self.num_classes = classifier, num_classes
+        self.frozen, self.shift_bn = False, False
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_normal_(module.weight)
+
+    def backbone(self) -> list[nn.Module]:
+        """Every module before the classifier."""
+        return [self.conv1, self.bn1, self.layer1, self.layer2, self.layer3]
+
+    def reset_classifier(self) -> None:
+        """A new classifier, initialised as a new model's is (cRT's re-initialisation); it
+        stays on the model's device."""
+        device = self.conv1.weight.device
+        classifier = CLASSIFIERS[self.classifier_name](64, self.num_classes)
+        if isinstance(classifier, nn.Linear):
+            nn.init.kaiming_normal_(classifier.weight)
+        self.classifier = classifier.to(device)
+
+    def freeze_backbone(self, shift_bn: bool = False) -> None:
+        """No gradient reaches the backbone, and it stays in eval mode when the model trains,
+        so its BatchNorm statistics stay as they are too. With `shift_bn` (MiSLAS's shifted
+        BatchNorm) the BatchNorm layers alone run in training mode: their running statistics
+        follow the new data while their affine parameters stay frozen."""
+        for module in self.backbone():
+            module.requires_grad_(False)
+        self.frozen, self.shift_bn = True, shift_bn
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> CifarResNet:
+        super().train(mode)
+        if self.frozen and mode:
+            for part in self.backbone():
+                part.eval()
+                for module in part.modules() if self.shift_bn else ():
+                    if isinstance(module, nn.BatchNorm2d):
+                        module.train()
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled 64-dimensional features the classifier reads."""

@@ -1,8 +1,9 @@
 """The parts a training run is made of, built from the config by small builders: the data
-(DATASETS), the model (ltfast.models.MODELS), the loss (ltfast.losses.LOSSES), the optimiser's
-parameter groups, and the schedules of sampling (ltfast.schedules.SAMPLERS), loss weights
-(REWEIGHTINGS) and target smoothing. The trainer receives them; a new method is a builder and
-a registry entry here or in those modules, not an edit of the training loop.
+(DATASETS), the model (ltfast.models.MODELS, prepared for two-stage training by
+ltfast.stages.STAGE2, which also gives the optimiser's parameter groups), the loss
+(ltfast.losses.LOSSES), and the schedules of sampling (ltfast.schedules.SAMPLERS), loss
+weights (REWEIGHTINGS) and target smoothing. The trainer receives them; a new method is a
+builder and a registry entry here or in those modules, not an edit of the training loop.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from ltfast.datasets import CIFAR10, DatasetError, LongTailCIFAR10, LongTailCIFAR100
 from ltfast.distributed import World
@@ -26,9 +26,10 @@ from ltfast.losses import (
     label_aware_epsilons,
     smoothed_targets,
 )
-from ltfast.models import build_model
+from ltfast.models import CifarResNet, build_model
 from ltfast.registry import Registry
 from ltfast.schedules import SamplingSchedule, WeightSchedule
+from ltfast.stages import prepare_model
 from ltfast.synthetic import learnable_cifar10
 
 if TYPE_CHECKING:  # the config imports this module's registry to check --dataset
@@ -102,36 +103,45 @@ def input_format(device: torch.device, amp: bool) -> tuple[torch.dtype, bool]:
 
 def make_loaders(config: TrainConfig, train: CIFAR10, test: CIFAR10, device, world: World):
     """The training loader, and this rank's strided shard of the test split."""
-    cuda = device.type == "cuda"
+    return make_train_loader(config, train, device), make_test_loader(config, test, device, world)
+
+
+def make_train_loader(config: TrainConfig, train: CIFAR10, device) -> DeviceLoader | TorchLoader:
+    """Augmented batches of --batch-size, of the indices each epoch's sampler draws."""
+    if config.loader == "torch":
+        cuda = device.type == "cuda"
+        return TorchLoader(train, config.batch_size, device, True, config.workers, cuda)
+    dtype, channels_last = input_format(device, config.amp)
+    return DeviceLoader(
+        train.data,
+        train.targets,
+        config.batch_size,
+        device,
+        augment=True,
+        seed=config.seed,
+        dtype=dtype,
+        channels_last=channels_last,
+    )
+
+
+def make_test_loader(
+    config: TrainConfig, test: CIFAR10, device, world: World
+) -> DeviceLoader | TorchLoader:
+    """Batches of 1000 of this rank's strided shard of the test split, not augmented."""
     shard = slice(world.rank, None, world.size)
     if config.loader == "torch":
-        shard_indices = range(len(test))[shard]
-        return (
-            TorchLoader(train, config.batch_size, device, True, config.workers, cuda),
-            TorchLoader(test, 1000, device, False, config.workers, cuda, shard_indices),
-        )
+        cuda, indices = device.type == "cuda", range(len(test))[shard]
+        return TorchLoader(test, 1000, device, False, config.workers, cuda, indices)
     dtype, channels_last = input_format(device, config.amp)
-    test_targets = np.asarray(test.targets)[shard]
-    return (
-        DeviceLoader(
-            train.data,
-            train.targets,
-            config.batch_size,
-            device,
-            augment=True,
-            seed=config.seed,
-            dtype=dtype,
-            channels_last=channels_last,
-        ),
-        DeviceLoader(
-            test.data[shard],
-            test_targets,
-            1000,
-            device,
-            augment=False,
-            dtype=dtype,
-            channels_last=channels_last,
-        ),
+    targets = np.asarray(test.targets)[shard]
+    return DeviceLoader(
+        test.data[shard],
+        targets,
+        1000,
+        device,
+        augment=False,
+        dtype=dtype,
+        channels_last=channels_last,
     )
 
 
@@ -172,9 +182,17 @@ class Targets:
         return smoothed_targets(labels, self.num_classes, self.epsilons)
 
 
-def parameter_groups(config: TrainConfig, model: nn.Module) -> list[dict]:
-    """The optimiser's parameter groups: one, every parameter at --lr and --weight-decay."""
-    return [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
+def make_model(
+    config: TrainConfig, num_classes: int, device: torch.device, start_from_init: bool = True
+) -> tuple[CifarResNet, list[dict]]:
+    """The model, started from --init-from's weights (unless `start_from_init` is False) and
+    prepared for --stage2, on `device`; and the optimiser's parameter groups."""
+    model = build_model(config.model, num_classes, config.classifier)
+    param_groups = prepare_model(model, config, start_from_init)
+    model = model.to(device)
+    if input_format(device, config.amp)[1]:
+        model = model.to(memory_format=torch.channels_last)
+    return model, param_groups
 
 
 # ----- all of them ----------------------------------------------------------------------------
@@ -184,7 +202,7 @@ def parameter_groups(config: TrainConfig, model: nn.Module) -> list[dict]:
 class Parts:
     train_set: CIFAR10
     test_set: CIFAR10
-    model: nn.Module
+    model: CifarResNet
     loss: ClassLoss
     param_groups: list[dict]
     sampling: SamplingSchedule
@@ -194,20 +212,21 @@ class Parts:
     test_loader: DeviceLoader | TorchLoader
 
 
-def build_parts(config: TrainConfig, world: World, device: torch.device) -> Parts:
-    """Every part of a run, on `device`; opening the data is the slow step."""
+def build_parts(
+    config: TrainConfig, world: World, device: torch.device, start_from_init: bool = True
+) -> Parts:
+    """Every part of a run, on `device`; opening the data is the slow step. A resume passes
+    `start_from_init=False`: its checkpoint replaces the --init-from weights."""
     train_set, test_set = load_data(config)
     counts = train_set.class_counts
-    model = build_model(config.model, len(train_set.classes), config.classifier).to(device)
-    if input_format(device, config.amp)[1]:
-        model = model.to(memory_format=torch.channels_last)
+    model, param_groups = make_model(config, len(counts), device, start_from_init)
     train_loader, test_loader = make_loaders(config, train_set, test_set, device, world)
     return Parts(
         train_set=train_set,
         test_set=test_set,
         model=model,
         loss=make_loss(config, counts).to(device),
-        param_groups=parameter_groups(config, model),
+        param_groups=param_groups,
         sampling=SamplingSchedule(config, train_set.targets, len(counts), world.size, world.rank),
         weighting=WeightSchedule(config, counts),
         targets=Targets(config, counts, device),

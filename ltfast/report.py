@@ -1,5 +1,6 @@
 """Reports of training runs: PNG plots and a Markdown summary, for one run or several side
-by side. `python -m ltfast.report RUN_DIR [RUN_DIR ...] [--out DIR]`.
+by side, `python -m ltfast.report RUN_DIR [RUN_DIR ...] [--out DIR]`; and the comparison
+table of a sweep (ltfast.sweep), `python -m ltfast.report SWEEP_DIR`.
 
 Everything is read from each run's `metrics.jsonl` (the source of truth), `config.yaml` and
 `dataset.json`, through ltfast.run_folder. The plots need matplotlib (`pip install
@@ -9,6 +10,8 @@ Everything is read from each run's `metrics.jsonl` (the source of truth), `confi
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -16,11 +19,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import yaml
 
 from ltfast import run_folder
 from ltfast.config import user_path
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
-from ltfast.run_folder import DATASET, REPORT, REPORT_FILES, RunFolder, RunFolderError
+from ltfast.run_folder import (
+    DATASET,
+    REPORT,
+    REPORT_FILES,
+    SUMMARY,
+    SWEEP_FILES,
+    RunFolder,
+    RunFolderError,
+    SweepFolder,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -188,21 +201,50 @@ def _percent(value: float | None) -> str:
 
 
 def _cells(report: dict) -> str:
-    keys = ("test_top1", "test_balanced_acc", "many", "medium", "few")
-    return " | ".join(_percent(report[k]) for k in keys)
+    """top-1, balanced, many, medium, few and ECE in % ('-' where a run lacks the figure)."""
+    keys = ("test_top1", "test_balanced_acc", "many", "medium", "few", "ece")
+    return " | ".join(_percent(report.get(k)) for k in keys)
+
+
+GROUPS_NOTE = (
+    f"Test accuracy (%) on the balanced test set. Groups by training images per class: many "
+    f"> {MANY_ABOVE}, medium {FEW_BELOW}..{MANY_ABOVE}, few < {FEW_BELOW} ('-': no class in the "
+    f"group). ECE: expected calibration error, 15 bins."
+)
+
+
+def figures_table(rows: list[tuple[str, dict]], label: str) -> list[str]:
+    """A Markdown table of reports: one row per (name, report)."""
+    return [
+        f"| {label} | top-1 | balanced | many | medium | few | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(f"| {name} | {_cells(report)} |" for name, report in rows),
+    ]
+
+
+def per_class_table(
+    classes: list[str], counts: np.ndarray, rows: list[tuple[str, dict]]
+) -> list[str]:
+    """A Markdown table of per-class test accuracy (%), one column per (name, report)."""
+    lines = [
+        "| class | training images | " + " | ".join(name for name, _ in rows) + " |",
+        "|---|---:|" + "---:|" * len(rows),
+    ]
+    for index, (name, count) in enumerate(zip(classes, counts, strict=True)):
+        cells = " | ".join(_percent(report["per_class"][index]) for _, report in rows)
+        lines.append(f"| {index} {name} | {count} | {cells} |")
+    return lines
 
 
 def summary_markdown(runs: list[Run], plots: bool = True) -> str:
     lines = [
         "# ltfast report",
         "",
-        f"Test accuracy (%) on the balanced test set. Groups by training images per class: many "
-        f"> {MANY_ABOVE}, medium {FEW_BELOW}..{MANY_ABOVE}, few < {FEW_BELOW} ('-': no class in "
-        f"the group). 'Best' is the epoch with the highest test top-1, as most codebases report; "
-        f"the final epoch is the honest number.",
+        f"{GROUPS_NOTE} 'Best' is the epoch with the highest test top-1, as most codebases "
+        f"report; the final epoch is the honest number.",
         "",
-        "| run | epoch | top-1 | balanced | many | medium | few | best top-1 (epoch) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | epoch | top-1 | balanced | many | medium | few | ECE | best top-1 (epoch) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         final = run.records[-1]
@@ -217,12 +259,9 @@ def summary_markdown(runs: list[Run], plots: bool = True) -> str:
             "",
             "Post-hoc logit adjustment at evaluation, argmax(z - tau log pi), final epoch:",
             "",
-            "| run | tau | top-1 | balanced | many | medium | few |",
-            "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for run in adjusted:
-            report = run.records[-1]["adjusted"]
-            lines.append(f"| {run.name} | {report['tau']:g} | {_cells(report)} |")
+        rows = [(run.name, run.records[-1]["adjusted"]) for run in adjusted]
+        lines += figures_table([(f"{n} (tau {r['tau']:g})", r) for n, r in rows], "run")
     published = [run for run in runs if run.config.get("published_top1") is not None]
     if published:
         lines += ["", "Published top-1 of the recipes these runs follow (full-length runs):", ""]
@@ -277,26 +316,12 @@ def have_matplotlib() -> bool:
     return True
 
 
-def check_report_folder(out: Path, overwrite: bool) -> None:
-    """Refuses to replace report files in a folder that is not a run, unless told to."""
-    if writable_folder := run_folder.writable_folder_problem(out):
-        raise RunFolderError(f"out: {writable_folder}")
-    if overwrite or (out.is_dir() and RunFolder(out).is_run()):
-        return
-    existing = [name for name in REPORT_FILES if (out / name).exists()]
-    if existing:
-        raise RunFolderError(
-            f"out: {out} already holds {', '.join(existing)}; pass --overwrite to replace "
-            f"them, or choose another --out"
-        )
-
-
 def write_report(folders: list[Path], out: Path, overwrite: bool = False) -> list[Path]:
     """Writes report.md and the PNG plots of the runs in `folders` to `out`. Report files in
     a folder that is not a run folder are replaced only with `overwrite`."""
     runs = [read_run(folder) for folder in folders]
     out = Path(out).expanduser()
-    check_report_folder(out, overwrite)
+    run_folder.check_output_folder(out, REPORT_FILES, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     plots = have_matplotlib()
     if not plots:
@@ -306,12 +331,169 @@ def write_report(folders: list[Path], out: Path, overwrite: bool = False) -> lis
     return [*written, out / REPORT]
 
 
+# ----- sweeps ---------------------------------------------------------------------------------
+
+SWEEP_KEYS = {
+    "test_top1": "top-1",
+    "test_balanced_acc": "balanced",
+    "many": "many",
+    "medium": "medium",
+    "few": "few",
+    "ece": "ECE",
+}
+
+
+@dataclass
+class SweepRow:
+    """One config of a sweep: its finished runs' figures, as mean and std over seeds."""
+
+    name: str
+    seeds: list[int]  # those whose run finished
+    planned: int
+    published: float | None
+    source: str
+    stats: dict[tuple[str, str], tuple[float | None, float | None]]  # (final|best, key)
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1) over the seeds that have the figure."""
+    present = np.array([v for v in values if v is not None], dtype=float)
+    if not present.size:
+        return None, None
+    return float(present.mean()), float(present.std(ddof=1)) if present.size > 1 else None
+
+
+def sweep_rows(folder: SweepFolder) -> list[SweepRow]:
+    plan = folder.read_plan()
+    rows = []
+    for config in plan["configs"]:
+        runs = {seed: RunFolder(folder.run(config["name"], seed)) for seed in plan["seeds"]}
+        summaries = {s: r.read_json(SUMMARY) for s, r in runs.items() if r.file(SUMMARY).is_file()}
+        recipe = yaml.safe_load(config["text"]) or {}
+        stats = {
+            (when, key): _mean_std([summary[when].get(key) for summary in summaries.values()])
+            for when in ("final", "best")
+            for key in SWEEP_KEYS
+        }
+        rows.append(
+            SweepRow(
+                config["name"],
+                sorted(summaries),
+                len(plan["seeds"]),
+                recipe.get("published_top1"),
+                recipe.get("source", ""),
+                stats,
+            )
+        )
+    return rows
+
+
+def _mean_pm_std(stat: tuple[float | None, float | None]) -> str:
+    mean, std = stat
+    if mean is None:
+        return "-"
+    return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
+
+
+def sweep_markdown(rows: list[SweepRow], plots: bool) -> str:
+    lines = [
+        "# ltfast sweep",
+        "",
+        f"{GROUPS_NOTE} Mean ± sample standard deviation over the seeds whose run finished; "
+        f"'best' is the epoch with the highest test top-1 of each run (the field's habit), "
+        f"'final' the last epoch (the honest number). Published: the recipe's full-length "
+        f"figure, for comparison when the runs are full length too.",
+    ]
+    for when in ("final", "best"):
+        header = " | ".join(f"{when} {label}" for label in SWEEP_KEYS.values())
+        lines += [
+            "",
+            f"| config | runs | {header} | published top-1 |",
+            "|---|---:|" + "---:|" * (len(SWEEP_KEYS) + 1),
+        ]
+        for row in rows:
+            cells = " | ".join(_mean_pm_std(row.stats[when, key]) for key in SWEEP_KEYS)
+            published = "-" if row.published is None else f"{row.published:g}"
+            lines.append(f"| {row.name} | {len(row.seeds)}/{row.planned} | {cells} | {published} |")
+    sources = [row for row in rows if row.source]
+    if sources:
+        lines += ["", "Published figures:", ""]
+        lines += [f"- {row.name}: {row.source}" for row in sources]
+    if plots:
+        lines += ["", "![summary](summary.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_csv(rows: list[SweepRow]) -> str:
+    """One row per config: runs finished, then mean and std of every figure, in %."""
+    columns = [
+        f"{when}_{key}_{stat}"
+        for when in ("final", "best")
+        for key in SWEEP_KEYS
+        for stat in ("mean", "std")
+    ]
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["config", "runs", "seeds", *columns, "published_top1"])
+    for row in rows:
+        values = [
+            "" if v is None else f"{100 * v:.4f}"
+            for when in ("final", "best")
+            for key in SWEEP_KEYS
+            for v in row.stats[when, key]
+        ]
+        seeds = " ".join(map(str, row.seeds))
+        published = "" if row.published is None else row.published
+        writer.writerow([row.name, len(row.seeds), seeds, *values, published])
+    return text.getvalue()
+
+
+def plot_sweep(rows: list[SweepRow], path: Path) -> Path:
+    figure = _figure(max(6, 1.2 * len(rows) + 2), 4)
+    axes = figure.add_subplot()
+    positions = np.arange(len(rows))
+    for offset, (when, key, label) in enumerate(
+        (("final", "test_top1", "final top-1"), ("final", "test_balanced_acc", "final balanced"),
+         ("best", "test_top1", "best top-1"))
+    ):  # fmt: skip
+        stats = [row.stats[when, key] for row in rows]
+        means = [np.nan if m is None else 100 * m for m, _ in stats]
+        errors = [0 if s is None else 100 * s for _, s in stats]
+        axes.bar(positions + (offset - 1) * 0.27, means, 0.27, yerr=errors, capsize=3, label=label)
+    published = [np.nan if row.published is None else row.published for row in rows]
+    axes.scatter(positions, published, marker="x", color="black", zorder=3, label="published")
+    axes.set_xticks(positions, [row.name for row in rows], rotation=20, ha="right")
+    axes.set(ylabel="test accuracy (%)", title="Sweep: mean ± std over seeds")
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def write_sweep_report(path: Path, out: Path | None = None, overwrite: bool = False) -> list[Path]:
+    """summary.md, summary.csv and summary.png of the sweep in `path`, written to `out`
+    (default: the sweep folder)."""
+    folder = SweepFolder(path)
+    rows = sweep_rows(folder)
+    out = folder.path if out is None else Path(out).expanduser()
+    if out.resolve() != folder.path.resolve():
+        run_folder.check_output_folder(out, SWEEP_FILES, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, table, plot = (out / name for name in SWEEP_FILES)
+    plots = have_matplotlib()
+    written = [plot_sweep(rows, plot)] if plots else []
+    markdown.write_text(sweep_markdown(rows, plots))
+    table.write_text(sweep_csv(rows))
+    return [markdown, table, *written]
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     args = argparse.ArgumentParser(
         prog="python -m ltfast.report",
         description="Plots and a Markdown table for one or several ltfast run folders.",
     )
-    args.add_argument("runs", nargs="+", type=user_path, help="run folders (holding metrics.jsonl)")
+    args.add_argument(
+        "runs", nargs="+", type=user_path, help="run folders (holding metrics.jsonl), or a sweep"
+    )
     args.add_argument(
         "--out",
         type=user_path,
@@ -324,8 +506,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )
     namespace = args.parse_args(argv)
     out = namespace.out or (namespace.runs[0] if len(namespace.runs) == 1 else Path("report"))
+    sweeps = [path for path in namespace.runs if SweepFolder(path).is_sweep()]
     try:
-        written = write_report(namespace.runs, out, namespace.overwrite)
+        if sweeps and len(namespace.runs) > 1:
+            raise ValueError(f"{sweeps[0]} is a sweep: report it alone")
+        if sweeps:
+            written = write_sweep_report(sweeps[0], namespace.out, namespace.overwrite)
+        else:
+            written = write_report(namespace.runs, out, namespace.overwrite)
     except (OSError, ValueError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
     for path in written:

@@ -8,7 +8,7 @@ the new run has been validated (config resolved, data opened, model built).
 Files: `ltfast-run.json` (marker), `config.yaml` (the resolved config), `dataset.json` (class
 names and counts), `metrics.jsonl` (one JSON line per epoch), `summary.json`, `last.pt` and
 `best.pt` (see ltfast.checkpoint), the report (`report.md` and PNG plots, see ltfast.report),
-and optionally `tensorboard/` and `draws/`.
+optionally `tensorboard/` and `draws/`, and what ltfast.evaluate and ltfast.tau_norm write.
 """
 
 from __future__ import annotations
@@ -42,7 +42,21 @@ PLOTS = (
     "class_weights",
 )
 REPORT_FILES = (REPORT, *(f"{name}.png" for name in PLOTS))
-FILES = (MARKER, CONFIG, DATASET, METRICS, SUMMARY, LAST, BEST, *REPORT_FILES)
+# What ltfast.evaluate and ltfast.tau_norm write (into a run folder, or an --out folder).
+EVALUATION_FILES = ("evaluation.json", "evaluation.md")
+TAU_NORM_FILES = ("tau_norm.json", "tau_norm.md", "tau_norm.png")
+FILES = (
+    MARKER,
+    CONFIG,
+    DATASET,
+    METRICS,
+    SUMMARY,
+    LAST,
+    BEST,
+    *REPORT_FILES,
+    *EVALUATION_FILES,
+    *TAU_NORM_FILES,
+)
 FOLDERS = ("tensorboard", "draws")
 # What every line of metrics.jsonl holds at least (training writes more).
 METRICS_KEYS = (
@@ -76,6 +90,21 @@ def writable_folder_problem(path: Path) -> str | None:
     except OSError as error:
         return f"{existing} is not writable ({error.strerror})"
     return None
+
+
+def check_output_folder(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
+    """Refuses an --out folder that cannot be written, or that is not a run folder and
+    already holds one of the files `names` (replaced only with `overwrite`)."""
+    if problem := writable_folder_problem(out):
+        raise RunFolderError(f"out: {problem}")
+    if overwrite or (out.is_dir() and RunFolder(out).is_run()):
+        return
+    existing = [name for name in names if (out / name).exists()]
+    if existing:
+        raise RunFolderError(
+            f"out: {out} already holds {', '.join(existing)}; pass --overwrite to replace "
+            f"them, or choose another --out"
+        )
 
 
 class RunFolder:
@@ -155,11 +184,11 @@ class RunFolder:
         for partial in self.path.glob(".*.partial"):
             partial.unlink(missing_ok=True)
         marker = {"format": MARKER_FORMAT, "version": 1, "created": time.strftime("%FT%T%z")}
-        self._write(MARKER, json.dumps(marker) + "\n")
+        self.write_text(MARKER, json.dumps(marker) + "\n")
 
     # ----- the files ----------------------------------------------------------------------
 
-    def _write(self, name: str, text: str) -> None:
+    def write_text(self, name: str, text: str) -> None:
         """Atomic: a reader sees the old file or the new one, never half of either."""
         partial = self.file(f".{name}.partial")
         try:
@@ -178,13 +207,13 @@ class RunFolder:
             raise RunFolderError(f"{path} is not a text file") from None
 
     def write_config(self, values: dict[str, Any]) -> None:
-        self._write(CONFIG, yaml.safe_dump(values, sort_keys=False))
+        self.write_text(CONFIG, yaml.safe_dump(values, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
         return self._read_mapping(CONFIG, yaml.safe_load, yaml.YAMLError, "YAML")
 
     def write_json(self, name: str, value: dict[str, Any]) -> None:
-        self._write(name, json.dumps(value, indent=2) + "\n")
+        self.write_text(name, json.dumps(value, indent=2) + "\n")
 
     def read_json(self, name: str) -> dict[str, Any]:
         return self._read_mapping(name, json.loads, json.JSONDecodeError, "JSON")
@@ -205,7 +234,7 @@ class RunFolder:
         return value
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
-        self._write(METRICS, "".join(json.dumps(r) + "\n" for r in records))
+        self.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in records))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.file(METRICS), "a") as log:
@@ -237,3 +266,68 @@ class RunFolder:
                 continue
             records.append(record)
         return records
+
+
+# ----- sweeps -----------------------------------------------------------------------------
+
+SWEEP_MARKER = "ltfast-sweep.json"
+SWEEP_FORMAT = "ltfast-sweep"
+SWEEP_FILES = ("summary.md", "summary.csv", "summary.png")
+
+
+class SweepFolder:
+    """A sweep (see ltfast.sweep): the marker `ltfast-sweep.json` holding the plan, one run
+    folder per config and seed at `NAME/seedS/`, each run's output in `logs/NAME-seedS.log`,
+    and the summary files."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+
+    def run(self, name: str, seed: int) -> Path:
+        return self.path / name / f"seed{seed}"
+
+    def log(self, name: str, seed: int) -> Path:
+        return self.path / "logs" / f"{name}-seed{seed}.log"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def is_sweep(self) -> bool:
+        return self.file(SWEEP_MARKER).is_file()
+
+    def read_plan(self) -> dict[str, Any]:
+        marker = self.file(SWEEP_MARKER)
+        try:
+            found = json.loads(marker.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{self.path} is not an ltfast sweep (no {SWEEP_MARKER})"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunFolderError(f"{marker} is damaged: {error}") from None
+        if not isinstance(found, dict) or found.get("format") != SWEEP_FORMAT:
+            raise RunFolderError(f"{marker} is not an ltfast sweep marker")
+        return found["plan"]
+
+    def claim(self, plan: dict[str, Any]) -> None:
+        """Makes the folder this sweep's. Refuses a folder that holds anything but this very
+        sweep: another sweep's plan (named by its differences), or files of someone else."""
+        if problem := writable_folder_problem(self.path):
+            raise RunFolderError(f"out: {problem}")
+        if self.is_sweep():
+            saved = self.read_plan()
+            if saved != plan:
+                keys = sorted(k for k in plan.keys() | saved.keys() if plan.get(k) != saved.get(k))
+                raise RunFolderError(
+                    f"out: {self.path} holds a sweep of another plan (its {', '.join(keys)} "
+                    f"differ); rerun it with the same configs, seeds and --set, or choose "
+                    f"another --out"
+                )
+            return
+        if self.path.is_dir() and any(self.path.iterdir()):
+            raise RunFolderError(
+                f"out: {self.path} is not empty and holds no ltfast sweep; choose another --out"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        marker = {"format": SWEEP_FORMAT, "version": 1, "plan": plan}
+        RunFolder(self.path).write_text(SWEEP_MARKER, json.dumps(marker, indent=2) + "\n")

@@ -1,8 +1,9 @@
 """What changes from epoch to epoch: the learning rate, the sampler and the loss's per-class
-weights. Samplers and weightings are registries keyed by `--sampler` and `--reweight`."""
+weights. Each is a registry keyed by the config: `--lr-schedule`, `--sampler`, `--reweight`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,22 @@ def lr_factor(epoch: int, warmup_epochs: int, milestones: list[int], decay: floa
     if epoch < warmup_epochs:
         return (epoch + 1) / warmup_epochs
     return decay ** sum(epoch >= m for m in milestones)
+
+
+def cosine_factor(epoch: int, warmup_epochs: int, epochs: int) -> float:
+    """Linear warm-up, then a cosine from 1 to 0 over the remaining epochs, set once per
+    epoch (MiSLAS's stage 2: 0.5 (1 + cos(pi e / E)), e = 0..E-1)."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / warmup_epochs
+    return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+
+
+# A learning-rate schedule: (epoch, config) -> the factor applied to --lr in that epoch.
+LR_SCHEDULES: Registry[Callable[[int, TrainConfig], float]] = Registry("lr_schedule")
+LR_SCHEDULES.register("step")(
+    lambda epoch, c: lr_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
+)
+LR_SCHEDULES.register("cosine")(lambda epoch, c: cosine_factor(epoch, c.warmup_epochs, c.epochs))
 
 
 # A sampler builder: (targets, num_classes, epochs it runs, config, rank's world) -> the

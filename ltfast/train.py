@@ -25,16 +25,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 import ltfast
-from ltfast import checkpoint, distributed, kernels
+from ltfast import checkpoint, distributed, evaluation, kernels
 from ltfast.config import TrainConfig, from_mapping, incompatibilities, parser, resolve
 from ltfast.datasets import DatasetError
-from ltfast.distributed import World
+from ltfast.distributed import World, pick_device
 from ltfast.download import DownloadError
-from ltfast.losses import draw_mixup, log_prior, mixup
-from ltfast.metrics import FEW_BELOW, MANY_ABOVE, classification_report
+from ltfast.losses import draw_mixup, mixup
+from ltfast.metrics import FEW_BELOW, MANY_ABOVE
 from ltfast.parts import Parts, build_parts
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
-from ltfast.schedules import lr_factor
+from ltfast.schedules import LR_SCHEDULES
 from ltfast.seeds import MIXUP, derive_seed
 
 CHECK_EVERY = 20  # steps between syncs that catch a diverged loss or a stop request
@@ -59,35 +59,28 @@ class Resume:
     path: Path
 
 
-def pick_device(name: str, world: World) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name} was asked for, but torch sees no CUDA device")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device: {name} was asked for, but torch sees {torch.cuda.device_count()} GPUs "
-            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
-        )
-    if device.type == "cuda" and world.distributed:
-        device = torch.device("cuda", world.local_rank)
-    return device
-
-
 class Trainer:
     """A run's parts (see ltfast.parts), its optimiser, and where it stands (epoch, step,
     sums). The loop below knows no method by name: samplers, losses, weights and targets
     come from the parts, built from the config unless given."""
 
-    def __init__(self, config: TrainConfig, world: World, parts: Parts | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        world: World,
+        parts: Parts | None = None,
+        start_from_init: bool = True,
+    ):
+        """`start_from_init=False`: a resume, whose checkpoint replaces --init-from's weights."""
         self.config, self.world = config, world
         self.device = pick_device(config.device, world)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         torch.manual_seed(config.seed)
         kernels.warmup()
-        self.parts = parts if parts is not None else build_parts(config, world, self.device)
+        if parts is None:
+            parts = build_parts(config, world, self.device, start_from_init)
+        self.parts = parts
         self.train_set, self.test_set = self.parts.train_set, self.parts.test_set
         self.num_classes = len(self.train_set.classes)
         self.model = self.parts.model
@@ -96,9 +89,9 @@ class Trainer:
         self.optimizer = torch.optim.SGD(
             self.parts.param_groups, config.lr, momentum=config.momentum
         )
+        schedule = LR_SCHEDULES[config.lr_schedule]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda e: lr_factor(e, config.warmup_epochs, config.lr_milestones, config.lr_decay),
+            self.optimizer, lambda epoch: schedule(epoch, config)
         )
         self.train_loader, self.test_loader = self.parts.train_loader, self.parts.test_loader
         self.sampling = self.parts.sampling
@@ -228,33 +221,21 @@ class Trainer:
             folder.mkdir(parents=True, exist_ok=True)
             np.save(folder / f"epoch{self.epoch}-rank{self.world.rank}.npy", sampler.indices())
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, object]:
-        """The report of the whole test split: each rank counts its shard, the counts add.
-        With --eval-logit-tau, also the report of the post-hoc adjusted predictions
-        argmax(z - tau log pi), under "adjusted"."""
+        """The report of the whole test split (see ltfast.evaluation), with the post-hoc
+        adjusted predictions' under "adjusted" when --eval-logit-tau is set."""
         # The bare model: DDP's forward would sync buffers, a collective that ranks with
         # unequal test shards would not all join.
         distributed.share_buffers(self.model, self.world)
-        self.model.eval()
-        tau = self.config.eval_logit_tau
-        adjustment = (tau * log_prior(self.train_set.class_counts)).to(self.device)
-        # Rows: seen, correct, correct after adjustment (counted only with a tau).
-        tally = torch.zeros(3, self.num_classes, dtype=torch.int64, device=self.device)
-        for images, labels in self.test_loader.batches():
-            with self.autocast:
-                logits = self.model(images).float()
-            tally[0] += torch.bincount(labels, minlength=self.num_classes)
-            scored = ((1, logits), (2, logits - adjustment)) if tau != 0 else ((1, logits),)
-            for row, scores in scored:
-                hits = labels[scores.argmax(1) == labels]
-                tally[row] += torch.bincount(hits, minlength=self.num_classes)
-        seen, correct, adjusted = distributed.all_sum(tally, self.world).cpu().numpy()
-        report = classification_report(correct, seen, self.train_set.class_counts)
-        if tau != 0:
-            adjusted_report = classification_report(adjusted, seen, self.train_set.class_counts)
-            report["adjusted"] = {"tau": tau, **adjusted_report}
-        return report
+        counts = self.train_set.class_counts
+        return evaluation.evaluate(
+            self.model,
+            self.test_loader.batches(),
+            counts,
+            self.world,
+            self.autocast,
+            self.config.eval_logit_tau,
+        )
 
     def run_epoch(self) -> dict[str, object]:
         """Finishes the current epoch, evaluates, and moves the position to the next."""
@@ -303,7 +284,7 @@ def describe_data(trainer: Trainer) -> dict:
 
 
 def summarize(trainer: Trainer, wall_s: float) -> dict:
-    keys = ("epoch", "test_top1", "test_balanced_acc", "many", "medium", "few", "train_loss")
+    keys = ("epoch", "test_top1", "test_balanced_acc", "many", "medium", "few", "ece", "train_loss")
     records = trainer.records
     best = max(records, key=lambda r: r["test_top1"])
     return {
@@ -325,6 +306,15 @@ def percent(value: float | None) -> str:
     return "    - " if value is None else f"{100 * value:6.2f}"
 
 
+REPORT_KEYS = ("test_top1", "test_balanced_acc", "many", "medium", "few", "ece")
+HEADER = " top-1 balanced   many medium    few    ECE"
+
+
+def report_cells(report: dict) -> str:
+    """A report's figures in %, aligned under HEADER."""
+    return " ".join(percent(report.get(k)) for k in REPORT_KEYS)
+
+
 def print_summary(summary: dict, out: Path) -> None:
     config = summary["config"]
     print(
@@ -333,13 +323,9 @@ def print_summary(summary: dict, out: Path) -> None:
         f"{config['sampler']}, {config['epochs']} epochs on {summary['device']} "
         f"x{summary['processes']} in {summary['wall_s']:.0f} s"
     )
-    print("               top-1 balanced   many medium    few")
+    print("               " + HEADER)
     for name in ("final", "best"):
-        row = summary[name]
-        cells = " ".join(
-            percent(row[k]) for k in ("test_top1", "test_balanced_acc", "many", "medium", "few")
-        )
-        print(f"{name:5} (ep {row['epoch']:3}) {cells}")
+        print(f"{name:5} (ep {summary[name]['epoch']:3}) {report_cells(summary[name])}")
     print(
         f"many > {MANY_ABOVE}, few < {FEW_BELOW} training images; 'best' is the epoch with the "
         f"highest test top-1. Run folder: {out}"
@@ -398,7 +384,7 @@ def set_up(config: TrainConfig, resume: Resume | None, world: World) -> tuple[Tr
     try:
         if world.is_main:
             folder.check_can_start(config.overwrite, resuming_here)
-        trainer = Trainer(config, world)
+        trainer = Trainer(config, world, start_from_init=resume is None)
         if resume is not None:
             trainer.load_state(resume.state, resume.path)
         if world.is_main:
@@ -490,7 +476,9 @@ def resume_config(path: Path, flags: dict, yaml_path: Path | None) -> tuple[Trai
         raise ValueError(
             "cannot resume under another experiment's config:\n  " + "\n  ".join(differences)
         )
-    if state["epoch"] >= config.epochs:
+    # A run killed between its last checkpoint and its summary resumes to write the summary.
+    summarized = (source.parent / SUMMARY).is_file()
+    if state["epoch"] > config.epochs or (state["epoch"] == config.epochs and summarized):
         raise ValueError(
             f"epochs: the checkpoint has finished {state['epoch']} of {config.epochs} epochs; "
             f"pass a larger --epochs to train on"

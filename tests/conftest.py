@@ -42,3 +42,19 @@ def real_cifar10_root() -> Path:
 def data_root(tmp_path_factory) -> Path:
     """One data root for the training tests: each synthetic size is generated there once."""
     return tmp_path_factory.mktemp("data")
+
+
+# The synthetic set and settings of `trained_run`; two-stage tests train on the same.
+TRAINED_RUN = ["--dataset", "synthetic", "--synthetic-size", "60", "--imb-factor", "0.1"]
+TRAINED_RUN += ["--quiet", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, data_root) -> Path:
+    """A finished 3-epoch CE run on the synthetic set (run folder)."""
+    from ltfast.train import main
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    flags = ["--epochs", "3", "--warmup-epochs", "1", "--lr", "0.05"]
+    assert main([*TRAINED_RUN, "--data-root", str(data_root), "--out", str(out), *flags])
+    return out

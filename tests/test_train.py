@@ -209,8 +209,8 @@ def test_the_cuda_input_format_trains_on_the_cpu(tmp_path, data_root, monkeypatc
     seen = []
     original = ltfast.train.Trainer.__init__
 
-    def spy_on_inputs(self, *args):
-        original(self, *args)
+    def spy_on_inputs(self, *args, **kwargs):
+        original(self, *args, **kwargs)
         self.model.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
 
     monkeypatch.setattr(ltfast.train.Trainer, "__init__", spy_on_inputs)

@@ -1,0 +1,161 @@
+"""Sweeps: configs times seeds as run folders, interrupted and finished by a rerun, a
+two-stage config chained to its stage 1 of the same seed, and the comparison table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ltfast.run_folder import SweepFolder
+from ltfast.sweep import Recipe, Sweep, main, make_plan, read_recipes
+
+STAGE1 = {
+    "dataset": "synthetic",
+    "synthetic_size": 150,
+    "imb_factor": 0.1,
+    "epochs": 1,
+    "warmup_epochs": 0,
+    "lr": 0.05,
+    "batch_size": 32,
+    "published_top1": 70.36,
+    "source": "a test",
+}
+STAGE2 = {**STAGE1, "init_from": "ce.yaml", "stage2": "crt", "sampler": "class", "lr": 0.01}
+del STAGE2["published_top1"], STAGE2["source"]
+
+
+def write_configs(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "ce.yaml", folder / "crt.yaml"]
+    for path, values in zip(paths, (STAGE1, STAGE2), strict=True):
+        path.write_text(yaml.safe_dump(values))
+    return paths
+
+
+def sweep_command(configs: list[Path], out: Path, data_root: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "ltfast.sweep", *map(str, configs), "--seeds", "0", "1",
+        "--jobs", "2", "--out", str(out), "--set", f"data_root={data_root}",
+    ]  # fmt: skip
+
+
+def test_an_interrupted_sweep_finishes_on_a_rerun_and_writes_its_table(tmp_path, data_root):
+    configs, out = write_configs(tmp_path / "configs"), tmp_path / "sweep"
+    command = sweep_command(configs, out, data_root)
+    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/seed*/dataset.json")):  # a run is past its set-up
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.stdout.read()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    sweep.send_signal(signal.SIGTERM)
+    first, _ = sweep.communicate(timeout=120)
+    assert sweep.returncode == 128 + signal.SIGTERM, first.decode()
+    assert "rerun the same command" in first.decode()
+    runs = [out / name / f"seed{seed}" for name in ("ce", "crt") for seed in (0, 1)]
+    assert not all((run / "summary.json").is_file() for run in runs)
+    logs = [log.read_text() for log in (out / "logs").glob("*.log")]
+    assert any("checkpoint written" in log for log in logs)  # stopped mid-epoch, to resume
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["final"]["epoch"] == 1
+    for seed in (0, 1):  # stage 2 of seed s started from stage 1 of seed s
+        config = yaml.safe_load((out / "crt" / f"seed{seed}" / "config.yaml").read_text())
+        assert config["init_from"] == str(out / "ce" / f"seed{seed}") and config["seed"] == seed
+    rows = list(csv.DictReader((out / "summary.csv").read_text().splitlines()))
+    assert [(r["config"], r["runs"], r["seeds"]) for r in rows] == [
+        ("ce", "2", "0 1"),
+        ("crt", "2", "0 1"),
+    ]
+    assert rows[0]["published_top1"] == "70.36" and rows[1]["published_top1"] == ""
+    finals = [json.loads((out / "ce" / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    mean = sum(100 * f["final"]["test_top1"] for f in finals) / 2
+    assert float(rows[0]["final_test_top1_mean"]) == pytest.approx(mean, abs=1e-4)
+    markdown = (out / "summary.md").read_text()
+    assert "| ce | 2/2 |" in markdown and "| crt | 2/2 |" in markdown
+
+    third = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0 and "started" not in third.stderr  # all finished: skipped
+
+
+def make_sweep(tmp_path: Path) -> Sweep:
+    recipes = read_recipes(write_configs(tmp_path / "configs"))
+    plan = make_plan(recipes, [0], {"epochs": 1}, vary_subset=False)
+    return Sweep(SweepFolder(tmp_path / "sweep"), recipes, plan, jobs=1)
+
+
+def test_each_run_state_gets_its_command(tmp_path):
+    sweep = make_sweep(tmp_path)
+    stage1, stage2 = sweep.queue
+    fresh = sweep.command(stage1)
+    assert fresh is not None and "--config" in fresh and "--overwrite" not in fresh
+    assert fresh[fresh.index("--epochs") + 1] == "1" and fresh[fresh.index("--seed") + 1] == "0"
+    second = sweep.command(stage2)
+    assert second is not None and second[second.index("--init-from") + 1] == str(stage1.folder)
+    stage1.folder.mkdir(parents=True)
+    (stage1.folder / "ltfast-run.json").write_text('{"format": "ltfast-run"}')
+    assert "--overwrite" in (sweep.command(stage1) or [])  # killed before its first checkpoint
+    (stage1.folder / "last.pt").write_bytes(b"")
+    assert sweep.command(stage1)[-2:] == ["--resume", str(stage1.folder)]  # type: ignore[index]
+    (stage1.folder / "summary.json").write_text("{}")
+    assert sweep.command(stage1) is None
+
+
+def test_a_sweep_folder_of_another_plan_is_refused(tmp_path, capsys):
+    configs = write_configs(tmp_path / "configs")
+    folder = SweepFolder(tmp_path / "sweep")
+    folder.claim(make_plan(read_recipes(configs), [0], {}, vary_subset=False))
+    with pytest.raises(SystemExit) as exit_:
+        main([*map(str, configs), "--seeds", "0", "1", "--out", str(folder.path)])
+    assert exit_.value.code == 2
+    assert "holds a sweep of another plan (its seeds differ)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--set", "epochs=many"], "--set: epochs: expected an integer"),
+        (["--set", "colour=red"], "unknown config field 'colour'"),
+        (["--set", "seed=3"], "--set seed: the sweep sets it"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--set", "lr=-1"], "lr: must be > 0"),
+    ],
+)
+def test_bad_sweep_arguments_are_named_before_any_run(tmp_path, capsys, arguments, message):
+    configs = write_configs(tmp_path / "configs")
+    with pytest.raises(SystemExit):
+        main([*map(str, configs), "--out", str(tmp_path / "sweep"), *arguments])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_stage2_config_without_its_stage1_in_the_sweep_is_named(tmp_path):
+    configs = write_configs(tmp_path / "configs")
+    with pytest.raises(ValueError, match=r"starts from .*ce.yaml \(init_from\), which is not in"):
+        read_recipes(configs[1:])
+
+
+def test_clashing_file_names_take_their_folder_name(tmp_path):
+    a, b = write_configs(tmp_path / "cifar10_lt"), write_configs(tmp_path / "cifar100_lt")
+    names = [r.name for r in read_recipes([a[0], b[0]])]
+    assert names == ["cifar10_lt-ce", "cifar100_lt-ce"]
+    assert isinstance(read_recipes([a[0]])[0], Recipe)
+
+
+def test_runs_share_the_cpu_threads(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    sweep = make_sweep(tmp_path)
+    sweep.jobs = 64
+    assert sweep.environment()["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 64))
