@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ltfast.report import main as report_main
 from ltfast.run_folder import SweepFolder
 from ltfast.sweep import Recipe, Sweep, main, make_plan, read_recipes
 
@@ -88,6 +89,10 @@ def test_an_interrupted_sweep_finishes_on_a_rerun_and_writes_its_table(tmp_path,
 
     third = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and "started" not in third.stderr  # all finished: skipped
+
+    (out / "summary.md").unlink()
+    report_main([str(out)])  # ltfast.report rewrites a sweep's table
+    assert (out / "summary.md").read_text() == markdown
 
 
 def make_sweep(tmp_path: Path) -> Sweep:
