@@ -111,7 +111,7 @@ class FieldDataset(torch.utils.data.Dataset):
     torchvision transforms (IMBALANCECIFAR10 subclasses torchvision's CIFAR10)."""
 
     def __init__(self, dataset: ltfast.LongTailCIFAR10, transform):
-        self.data = dataset.data.permute(0, 2, 3, 1).contiguous().numpy()
+        self.data = dataset.data  # (N, 32, 32, 3) uint8, as torchvision's
         self.targets = dataset.targets
         self.transform = transform
 

@@ -35,7 +35,7 @@ def measure(dataset, device: torch.device, repeats: int) -> list[Row]:
     sampler = ProgressiveBalancedSampler(dataset.targets, epochs=200)
     sampler.set_epoch(100)
     probabilities = sampler.class_probabilities()
-    device_loader = DeviceLoader(dataset.data, dataset.targets, 128, device, augment=True)
+    device_loader = DeviceLoader(*dataset.tensors(), 128, device, augment=True)
     epochs = iter(range(10**9))
     cases = [
         (

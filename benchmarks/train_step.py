@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     sampler = ProgressiveBalancedSampler(dataset.targets, epochs=200)
     dtype = torch.bfloat16 if args.amp and device.type == "cuda" else torch.float32
     loader = DeviceLoader(
-        dataset.data,
-        dataset.targets,
+        *dataset.tensors(),
         128,
         device,
         True,

@@ -1,7 +1,18 @@
-"""CIFAR datasets on the compiled reader, torchvision-style, and their long-tailed subsets.
+"""CIFAR datasets on the compiled reader, with torchvision's contract, and their long-tailed
+subsets.
 
-Images are uint8 CHW tensors (torchvision v2 transforms take them as they are); `.data`
-holds all of them as one (N, 3, 32, 32) tensor, decoded once.
+By default `ltfast.CIFAR10` behaves as `torchvision.datasets.CIFAR10`: a `VisionDataset` whose
+`.data` is a uint8 (N, 32, 32, 3) NumPy array, `.targets` a list, and whose items are PIL
+images passed through `transform` / `target_transform` (or a joint `transforms`). The fast
+path is opt-in: `output="tensor"` hands out uint8 (3, 32, 32) tensors, fetches a batch with
+one gather (`__getitems__`), and `tensors()` gives the whole split at once for
+ltfast.loader.DeviceLoader. No item is ever a view into `.data`, so an in-place transform
+cannot change the dataset.
+
+`root` may hold the binary version (`cifar-10-batches-bin/`, `cifar-100-binary/`), read
+directly, or torchvision's python version (`cifar-10-batches-py/`, `cifar-100-python/`),
+converted once into the binary version beside it (ltfast.python_version). Files are
+md5-checked once per version (ltfast.integrity); `check_integrity=False` skips it.
 """
 
 from __future__ import annotations
@@ -12,20 +23,29 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from PIL import Image
+from torchvision.datasets import VisionDataset
 
 from _ltfast import RecordReader
 from ltfast.download import download_and_extract
+from ltfast.integrity import IntegrityError, verify, write_manifest
 from ltfast.kernels import class_counts
 from ltfast.longtail import check_imbalance, long_tail_subset
+from ltfast.python_version import ConversionError, convert, python_folder
+
+OUTPUTS = ("pil", "tensor")
 
 
 class DatasetError(RuntimeError):
     """Data files that are present but damaged; the message names the file and the fix."""
 
 
-class CIFAR10(Dataset):
-    """CIFAR-10 from the official binary version under `root/cifar-10-batches-bin/`."""
+class CIFAR10(VisionDataset):
+    """CIFAR-10 under `root` (binary or python version; see the module's docstring).
+
+    `output="pil"` (default): items as torchvision's, PIL images. `output="tensor"`: uint8
+    (3, 32, 32) tensors, for v2 transforms and the fast loaders.
+    """
 
     base_folder = "cifar-10-batches-bin"
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -43,19 +63,25 @@ class CIFAR10(Dataset):
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         download: bool = False,
+        *,
+        transforms: Callable | None = None,
+        output: str = "pil",
+        check_integrity: bool = True,
     ):
-        self.root = Path(root).expanduser()
-        self.train = train
-        self.transform = transform
-        self.target_transform = target_transform
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        super().__init__(Path(root).expanduser(), transforms, transform, target_transform)
+        self.joint_transforms = transforms
+        self.train, self.output, self.check_integrity = train, output, check_integrity
         if download and not self._intact():
             download_and_extract(self.url, self.root, self.filename, self.tgz_md5, self.base_folder)
+            write_manifest(self.folder, [*self.train_files, *self.test_files])
         reader = self._open()
         self.classes = self._class_names()
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         labels = self._labels(reader)
         self.indices = self._select(labels)
-        self.data = torch.from_numpy(reader.decode(self.indices))
+        self.data: np.ndarray = reader.decode(self.indices, layout="NHWC")
         selected = labels[self.indices]
         self.targets: list[int] = selected.tolist()
         self.class_counts = class_counts(selected, len(self.classes))
@@ -85,17 +111,29 @@ class CIFAR10(Dataset):
         ]
 
     def _open(self) -> RecordReader:
+        """The reader of this split's files: converted from torchvision's python version
+        first if that is all `root` holds, and md5-checked unless check_integrity=False."""
+        if not self.folder.exists() and python_folder(self.root, self.base_folder).is_dir():
+            try:
+                convert(self.root, self.base_folder, self.check_integrity)
+            except (IntegrityError, ConversionError) as error:
+                raise DatasetError(str(error)) from None
         needed = [*self._paths(), self.folder / self.meta_file]
         missing = [str(p) for p in needed if not p.is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{type(self).__name__} data not found: missing {', '.join(missing)}. Pass "
-                f"download=True to fetch {self.url}, or unpack that archive into {self.root}"
+                f"download=True to fetch {self.url}, unpack that archive into {self.root}, or "
+                f"point root at a folder holding torchvision's "
+                f"{python_folder(self.root, self.base_folder).name}/"
             )
-        try:
-            return RecordReader(self._paths(), label_bytes=self.label_bytes)
-        except ValueError as error:
+        try:  # the reader's size and label checks name the common damage most precisely
+            reader = RecordReader(self._paths(), label_bytes=self.label_bytes)
+            if self.check_integrity:
+                verify(self._paths())
+        except (ValueError, IntegrityError) as error:
             raise self._damaged(str(error)) from error
+        return reader
 
     def _damaged(self, what: str) -> DatasetError:
         return DatasetError(
@@ -133,7 +171,11 @@ class CIFAR10(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
-    def _item(self, image: torch.Tensor, target: int) -> tuple[Any, Any]:
+    def _item(self, image: Any, target: int) -> tuple[Any, Any]:
+        # As torchvision's CIFAR10: `transform` and `target_transform` are read at each item,
+        # so setting them after construction works; a joint `transforms` replaces both.
+        if self.joint_transforms is not None:
+            return self.joint_transforms(image, target)
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:
@@ -141,30 +183,33 @@ class CIFAR10(Dataset):
         return image, target
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        return self._item(self.data[index], self.targets[index])
+        """(image, target): a PIL image, or with output="tensor" a new uint8 (3, 32, 32)
+        tensor; then the transforms."""
+        pixels = self.data[index]
+        if self.output == "pil":
+            return self._item(Image.fromarray(pixels), self.targets[index])
+        return self._item(torch.from_numpy(pixels).permute(2, 0, 1).clone(), self.targets[index])
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
-        """A whole batch with one gather (DataLoader calls this when it exists)."""
-        images = self.data[torch.as_tensor(indices, dtype=torch.int64)]
+        """A whole batch (the DataLoader calls this when it exists): with output="tensor",
+        one gather into a new (B, 3, 32, 32) tensor; PIL images one by one otherwise."""
+        if self.output == "pil":
+            return [self[i] for i in indices]
+        batch = torch.from_numpy(self.data[np.asarray(indices, dtype=np.int64)])
+        images = batch.permute(0, 3, 1, 2).contiguous()
         return [
             self._item(image, self.targets[i]) for image, i in zip(images, indices, strict=True)
         ]
 
-    def extra_repr(self) -> str:
-        return ""
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole split at once, for loaders that batch on the device: images as a uint8
+        (N, 3, 32, 32) tensor and targets as int64. The images share `.data`'s memory (NHWC
+        strides; `.contiguous()` copies) and must not be written to."""
+        images = torch.from_numpy(self.data).permute(0, 3, 1, 2)
+        return images, torch.as_tensor(self.targets, dtype=torch.int64)
 
-    def __repr__(self) -> str:
-        lines = [
-            f"Dataset {type(self).__name__}",
-            f"    Number of datapoints: {len(self)}",
-            f"    Root location: {self.root}",
-            f"    Split: {'Train' if self.train else 'Test'}",
-        ]
-        lines += [f"    {line}" for line in self.extra_repr().splitlines()]
-        for name in ("transform", "target_transform"):
-            if getattr(self, name) is not None:
-                lines.append(f"    {name}: {getattr(self, name)}")
-        return "\n".join(lines)
+    def extra_repr(self) -> str:
+        return f"Split: {'Train' if self.train else 'Test'}"
 
 
 class CIFAR100(CIFAR10):
@@ -185,13 +230,16 @@ class CIFAR100(CIFAR10):
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         download: bool = False,
+        *,
         label: str = "fine",
+        **options: Any,
     ):
+        """`options`: transforms, output, check_integrity (see CIFAR10)."""
         if label not in ("fine", "coarse"):
             raise ValueError(f"label must be 'fine' or 'coarse', got {label!r}")
         self.label = label
         self.num_classes = 100 if label == "fine" else 20
-        super().__init__(root, train, transform, target_transform, download)
+        super().__init__(root, train, transform, target_transform, download, **options)
 
     @property
     def meta_file(self) -> str:
@@ -201,28 +249,39 @@ class CIFAR100(CIFAR10):
         return reader.labels if self.label == "fine" else reader.coarse_labels
 
     def extra_repr(self) -> str:
-        return f"Labels: {self.label}"
+        return f"{super().extra_repr()}\nLabels: {self.label}"
 
 
 class _LongTail(CIFAR10):
     """The standard long-tailed training subset (see ltfast.longtail); the test split stays
-    balanced. `.indices` are the kept positions in the full split."""
+    balanced. `.indices` are the kept positions in the full split. LDAM-DRW's names work too
+    (`IMBALANCECIFAR10(root, imb_type=, imb_factor=, rand_number=, ...)`, as keywords), with
+    its `get_cls_num_list()`, and give the same images in the same order."""
 
     def __init__(
         self,
         root: str | Path,
         imb_factor: float = 0.01,
         imb_type: str = "exp",
-        seed: int = 0,
+        seed: int | None = None,
         train: bool = True,
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         download: bool = False,
-        **kwargs: Any,
+        *,
+        rand_number: int | None = None,
+        **options: Any,
     ):
+        """`seed` (alias `rand_number`, LDAM-DRW's name) picks the subset; default 0.
+        `options`: transforms, output, check_integrity, and CIFAR100's label."""
+        if seed is not None and rand_number is not None and seed != rand_number:
+            raise ValueError(
+                f"seed ({seed}) and rand_number ({rand_number}) name the same thing; pass one"
+            )
         check_imbalance(imb_factor, imb_type)
-        self.imb_factor, self.imb_type, self.seed = imb_factor, imb_type, seed
-        super().__init__(root, train, transform, target_transform, download, **kwargs)
+        self.imb_factor, self.imb_type = imb_factor, imb_type
+        self.seed = next((s for s in (seed, rand_number) if s is not None), 0)
+        super().__init__(root, train, transform, target_transform, download, **options)
 
     def _select(self, labels: np.ndarray) -> np.ndarray:
         if not self.train:
@@ -231,12 +290,18 @@ class _LongTail(CIFAR10):
             labels, len(self.classes), self.imb_factor, self.imb_type, self.seed
         )
 
+    @property
+    def cls_num(self) -> int:
+        """LDAM-DRW's name for the number of classes."""
+        return len(self.classes)
+
+    def get_cls_num_list(self) -> list[int]:
+        """Training images per class, LDAM-DRW's `get_cls_num_list()`."""
+        return self.class_counts.tolist()
+
     def extra_repr(self) -> str:
-        lines = [
-            super().extra_repr(),
-            f"Imbalance: {self.imb_type}, factor {self.imb_factor}, seed {self.seed}",
-        ]
-        return "\n".join(line for line in lines if line)
+        imbalance = f"Imbalance: {self.imb_type}, factor {self.imb_factor}, seed {self.seed}"
+        return f"{super().extra_repr()}\n{imbalance}"
 
 
 class LongTailCIFAR10(_LongTail, CIFAR10):

@@ -46,9 +46,11 @@ def _long_tail(
     kind: type[LongTailCIFAR10 | LongTailCIFAR100], root: Path, config: TrainConfig
 ) -> Splits:
     imbalance = config.imb_factor, config.imb_type
-    try:
-        train = kind(root, *imbalance, seed=config.subset_seed, download=config.download)
-        test = kind(root, *imbalance, train=False)
+    try:  # the fast path: tensors, batched fetches (see ltfast.datasets)
+        train = kind(
+            root, *imbalance, config.subset_seed, download=config.download, output="tensor"
+        )
+        test = kind(root, *imbalance, train=False, output="tensor")
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error}\nOn the command line: add --download, point --data-root at the data, or "
@@ -113,8 +115,7 @@ def make_train_loader(config: TrainConfig, train: CIFAR10, device) -> DeviceLoad
         return TorchLoader(train, config.batch_size, device, True, config.workers, cuda)
     dtype, channels_last = input_format(device, config.amp)
     return DeviceLoader(
-        train.data,
-        train.targets,
+        *train.tensors(),
         config.batch_size,
         device,
         augment=True,
@@ -133,10 +134,10 @@ def make_test_loader(
         cuda, indices = device.type == "cuda", range(len(test))[shard]
         return TorchLoader(test, 1000, device, False, config.workers, cuda, indices)
     dtype, channels_last = input_format(device, config.amp)
-    targets = np.asarray(test.targets)[shard]
+    images, targets = test.tensors()
     return DeviceLoader(
-        test.data[shard],
-        targets,
+        images[shard],
+        targets[shard],
         1000,
         device,
         augment=False,

@@ -1,4 +1,5 @@
-"""CIFAR-10 binary files written from arrays: the built-in synthetic dataset and benchmark data.
+"""CIFAR binary files written from arrays: the built-in synthetic dataset, benchmark data, and
+the records of torchvision's python version converted (see ltfast.python_version).
 
 The files have the official layout (`cifar-10-batches-bin/`, five 10,000-record training
 batches, `test_batch.bin`, `batches.meta.txt`), so everything downstream runs the real
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ltfast.integrity import write_manifest
+
 FOLDER = "cifar-10-batches-bin"
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILE = "test_batch.bin"
@@ -20,18 +23,22 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def write_records(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Writes CIFAR-10 records: one label byte, then the image's 3072 CHW bytes."""
+    """Writes CIFAR binary records: the label bytes (`labels` (N,) for CIFAR-10's one label,
+    (N, 2) for CIFAR-100's coarse and fine labels), then the image's 3072 CHW bytes."""
     images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
     labels = np.asarray(labels)
-    if images.shape[1] != 3072 or labels.shape != (len(images),):
+    labels = labels.reshape(len(labels), -1) if labels.ndim else labels
+    if images.shape[1] != 3072 or labels.ndim != 2 or len(labels) != len(images):
         raise ValueError(
-            f"expected images (N, 3, 32, 32) and labels (N,), got {images.shape} and {labels.shape}"
+            f"expected images (N, 3, 32, 32) and labels (N,) or (N, k), got {images.shape} and "
+            f"{labels.shape}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"CIFAR-10 labels must be in 0..9, got {labels.min()}..{labels.max()}")
-    records = np.empty((len(images), 3073), dtype=np.uint8)
-    records[:, 0] = labels
-    records[:, 1:] = images
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"labels must be bytes (0..255), got {labels.min()}..{labels.max()}")
+    width = labels.shape[1]
+    records = np.empty((len(images), width + 3072), dtype=np.uint8)
+    records[:, :width] = labels
+    records[:, width:] = images
     records.tofile(path)
 
 
@@ -49,6 +56,7 @@ def write_cifar10(
         write_records(folder / name, images[part], labels[part])
     write_records(folder / TEST_FILE, *test)
     (folder / "batches.meta.txt").write_text("\n".join(CLASSES) + "\n\n")
+    write_manifest(folder, [*TRAIN_FILES, TEST_FILE])
     return folder
 
 

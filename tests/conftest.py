@@ -38,6 +38,19 @@ def real_cifar10_root() -> Path:
     return Path(root)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def integrity_cache(tmp_path_factory) -> Path:
+    """ltfast.integrity's cache of verified files, in a temporary folder (subprocesses too)."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """One data root for the training tests: each synthetic size is generated there once."""

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from cifar_files import CIFAR10_NAMES, make_cifar10_root, make_cifar100_root, reference_decode
+from PIL import Image
 from test_longtail import reference_subset
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
@@ -42,16 +43,17 @@ def test_cifar10_has_torchvisions_api(cifar10_root):
     assert train.classes == CIFAR10_NAMES
     assert train.class_to_idx["truck"] == 9
     np.testing.assert_array_equal(train.class_counts, [100] * 10)
-    assert train.data.dtype == torch.uint8 and train.data.shape == (1000, 3, 32, 32)
-    np.testing.assert_array_equal(train.data.numpy(), images)
+    assert isinstance(train.data, np.ndarray) and train.data.shape == (1000, 32, 32, 3)
+    np.testing.assert_array_equal(train.data, images.transpose(0, 2, 3, 1))
     image, target = train[17]
+    assert isinstance(image, Image.Image) and image.size == (32, 32) and image.mode == "RGB"
     assert isinstance(target, int) and target == labels[17]
-    np.testing.assert_array_equal(image.numpy(), images[17])
+    np.testing.assert_array_equal(np.asarray(image), images[17].transpose(1, 2, 0))
     test = CIFAR10(cifar10_root, train=False)
     assert len(test) == 100 and "Split: Test" in repr(test)
 
 
-def test_transforms_batched_fetch_and_dataloader(cifar10_root):
+def test_the_fast_path_gives_new_tensors_and_batches(cifar10_root):
     labels, images = reference_split(cifar10_root, train=True)
     dataset = CIFAR10(
         cifar10_root,
@@ -59,6 +61,7 @@ def test_transforms_batched_fetch_and_dataloader(cifar10_root):
             [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)]
         ),
         target_transform=lambda y: y + 100,
+        output="tensor",
     )
     image, target = dataset[3]
     assert target == labels[3] + 100
@@ -69,6 +72,20 @@ def test_transforms_batched_fetch_and_dataloader(cifar10_root):
     xs, ys = zip(*loader, strict=True)
     torch.testing.assert_close(torch.cat(xs), torch.from_numpy(images).float() / 127.5 - 1)
     assert torch.cat(ys).tolist() == (labels + 100).tolist()
+    all_images, targets = dataset.tensors()
+    np.testing.assert_array_equal(all_images.numpy(), images)
+    assert targets.dtype == torch.int64 and targets.tolist() == labels.tolist()
+
+
+def test_an_in_place_transform_never_changes_the_dataset(cifar10_root):
+    erase = v2.RandomErasing(p=1.0, value=0, inplace=True)
+    dataset = CIFAR10(cifar10_root, transform=erase, output="tensor")
+    before = dataset.data.copy()
+    for _ in DataLoader(dataset, batch_size=64):  # the batched __getitems__ path
+        pass
+    for index in range(len(dataset)):  # the one-item path
+        dataset[index]
+    np.testing.assert_array_equal(dataset.data, before)
 
 
 def test_long_tail_cifar10_is_the_standard_subset(cifar10_root):
@@ -78,11 +95,16 @@ def test_long_tail_cifar10_is_the_standard_subset(cifar10_root):
     expected = reference_subset(labels, counts, seed=1)
     np.testing.assert_array_equal(dataset.indices, expected)
     np.testing.assert_array_equal(dataset.class_counts, counts)
-    np.testing.assert_array_equal(dataset.data.numpy(), images[expected])
+    np.testing.assert_array_equal(dataset.data, images[expected].transpose(0, 2, 3, 1))
     assert dataset.targets == labels[expected].tolist()
+    assert dataset.get_cls_num_list() == counts and dataset.cls_num == 10
     assert "factor 0.1" in repr(dataset)
     test = LongTailCIFAR10(cifar10_root, imb_factor=0.1, train=False)
     np.testing.assert_array_equal(test.class_counts, [10] * 10)
+    same = LongTailCIFAR10(cifar10_root, imb_factor=0.1, rand_number=1)  # LDAM-DRW's name
+    np.testing.assert_array_equal(same.indices, expected)
+    with pytest.raises(ValueError, match=r"seed .* and rand_number .* name the same thing"):
+        LongTailCIFAR10(cifar10_root, seed=1, rand_number=2)
 
 
 def test_cifar100_fine_coarse_and_long_tail(tmp_path):
@@ -113,6 +135,20 @@ def test_corrupted_data_is_named(cifar10_root):
     batch.write_bytes(batch.read_bytes()[:-1])
     with pytest.raises(RuntimeError, match=r"data_batch_2.bin has .* bytes"):
         CIFAR10(cifar10_root)
+
+
+def test_a_flipped_pixel_is_named_unless_the_check_is_off(cifar10_root):
+    batch = cifar10_root / "cifar-10-batches-bin" / "data_batch_3.bin"
+    CIFAR10(cifar10_root)  # verified, and remembered
+    content = bytearray(batch.read_bytes())
+    content[5000] ^= 1  # a pixel: same size, same labels
+    batch.write_bytes(bytes(content))
+    with pytest.raises(DatasetError, match=r"data_batch_3.bin is corrupted or was modified: md5"):
+        CIFAR10(cifar10_root)
+    loaded = CIFAR10(cifar10_root, check_integrity=False)  # the user's call: loads as it is
+    record, offset = divmod(5000, 3073)
+    channel, rest = divmod(offset - 1, 1024)  # after the label byte, CHW planes
+    assert loaded.data[400 + record, rest // 32, rest % 32, channel] == content[5000]
 
 
 @pytest.mark.parametrize(

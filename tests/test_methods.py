@@ -73,7 +73,7 @@ def test_post_hoc_logit_adjustment_is_the_formula_on_the_saved_model(tmp_path, d
     model.load_state_dict(checkpoint.load(out)["model"])
     model.eval()
     with torch.no_grad():
-        logits = model(Normalize(torch.device("cpu"))(test.data))
+        logits = model(Normalize(torch.device("cpu"))(test.tensors()[0].contiguous()))
     labels = torch.tensor(test.targets)
     prior = torch.tensor(train.class_counts, dtype=torch.float32)
     adjusted = (logits - torch.log(prior / prior.sum())).argmax(1)

@@ -164,7 +164,7 @@ def test_two_stage_settings_that_cannot_work_are_named(tmp_path, fields, message
 def test_tau_norm_at_zero_is_the_model_as_trained(stage1):
     trained = open_trained(stage1, {})
     model = trained.model.eval()
-    images = Normalize(torch.device("cpu"))(trained.test_set.data[:200])
+    images = Normalize(torch.device("cpu"))(trained.test_set.tensors()[0][:200].contiguous())
     with torch.no_grad():
         logits = model(images)
         original = model.classifier
