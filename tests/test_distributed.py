@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from ltfast import checkpoint
@@ -107,3 +108,23 @@ def test_a_mid_epoch_checkpoint_resumes_only_with_as_many_processes(tmp_path, mo
     assert "in the middle of an epoch with 1 processes; resume it with the same number (now 2)" in (
         result.stderr
     )
+
+
+def test_a_stage2_under_torchrun_changes_the_classifier_and_statistics_alone(ddp_run, tmp_path):
+    out = tmp_path / "crt"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "ltfast.train", "--config", str(ddp_run / "config.yaml"), "--init-from",
+        str(ddp_run), "--stage2", "crt", "--shift-bn", "--epochs", "1", "--lr", "0.01",
+        "--lr-schedule", "cosine", "--warmup-epochs", "0", "--sampler-start-epoch", "0",
+        "--no-save-draws", "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        command, cwd=ddp_run.parent, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    before, after = checkpoint.load(ddp_run)["model"], checkpoint.load(out)["model"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    statistics = {k for k in before if k.endswith(("running_mean", "running_var", "tracked"))}
+    assert changed == statistics | {"classifier.weight", "classifier.bias"}
