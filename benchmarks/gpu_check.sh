@@ -2,8 +2,9 @@
 # The CUDA checks in one short run, for a machine with a GPU and ltfast installed:
 #   bash benchmarks/gpu_check.sh [OUT]
 # a few epochs on the synthetic set with --amp; LDAM-DRW with mixup (the soft-target LDAM) and
-# post-hoc adjustment; resume on CUDA; --amp --compile; the loader and train-step benchmarks
-# (CE, LDAM-DRW, Balanced Softmax) on the GPU. Results (run folders, JSON tables) go to OUT.
+# post-hoc adjustment; resume on CUDA; --amp --compile; cRT from the first run, and a sweep of
+# CE then cRT with 4 runs sharing the GPU; the loader and train-step benchmarks (CE, LDAM-DRW,
+# Balanced Softmax) on the GPU. Results (run folders, JSON tables, the sweep) go to OUT.
 set -euo pipefail
 out=${1:-gpu-check}
 mkdir -p "$out"
@@ -16,5 +17,10 @@ python -m ltfast.train "${common[@]}" --epochs 3 --amp --config configs/cifar10_
 python -m ltfast.train "${common[@]}" --epochs 2 --amp --out "$out/resume"
 python -m ltfast.train --resume "$out/resume" --epochs 3 --quiet
 python -m ltfast.train "${common[@]}" --epochs 3 --amp --compile --out "$out/compile"
+python -m ltfast.train "${common[@]}" --epochs 2 --amp --config configs/cifar10_lt/crt.yaml \
+  --init-from "$out/amp" --out "$out/crt"
+python -m ltfast.sweep configs/cifar10_lt/ce.yaml configs/cifar10_lt/crt.yaml --seeds 0 1 \
+  --jobs 4 --set dataset=synthetic --set data_root="$out/data" --set epochs=3 --set amp=true \
+  --out "$out/sweep"
 python benchmarks/loader.py --device cuda --json "$out/loader.json"
 python benchmarks/train_step.py --device cuda --amp --steps 200 --json "$out/train_step.json"

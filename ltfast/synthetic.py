@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ltfast.integrity import write_manifest
+from ltfast.integrity import MANIFEST, write_manifest
 
 FOLDER = "cifar-10-batches-bin"
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -107,6 +107,8 @@ def learnable_cifar10(root: Path, per_class: int = 500, seed: int = 0) -> Path:
     test images per class). Written once, atomically; returns the data root."""
     target = Path(root) / f"synthetic-{per_class}-{seed}"
     if (target / FOLDER / TEST_FILE).is_file():
+        if not (target / FOLDER / MANIFEST).is_file():  # generated before ltfast kept digests
+            write_manifest(target / FOLDER, [*TRAIN_FILES, TEST_FILE])
         return target
     rng = np.random.default_rng(seed)
 

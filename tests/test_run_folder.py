@@ -320,6 +320,14 @@ def test_damaged_synthetic_data_says_to_delete_it_not_to_download(tmp_path, caps
     assert "download" not in err
 
 
+def test_synthetic_data_of_an_older_ltfast_is_adopted_not_refused(tmp_path):
+    main([*QUICK, "--data-root", str(tmp_path), "--out", str(tmp_path / "a"), "--epochs", "1"])
+    manifest = next(tmp_path.glob("synthetic-*/cifar-10-batches-bin/.ltfast-md5.json"))
+    manifest.unlink()  # as written before ltfast recorded digests
+    main([*QUICK, "--data-root", str(tmp_path), "--out", str(tmp_path / "b"), "--epochs", "1"])
+    assert manifest.is_file()
+
+
 def test_resume_in_place_with_overwrite_is_refused(tmp_path, finished, capsys):
     out = copy_run(finished, tmp_path / "run")
     before = snapshot(out)
