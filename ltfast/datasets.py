@@ -131,7 +131,7 @@ class CIFAR10(VisionDataset):
             reader = RecordReader(self._paths(), label_bytes=self.label_bytes)
             if self.check_integrity:
                 verify(self._paths())
-        except (ValueError, IntegrityError) as error:
+        except ValueError as error:  # IntegrityError is one
             raise self._damaged(str(error)) from error
         return reader
 

@@ -97,13 +97,15 @@ class Trained:
     test_set: CIFAR10
     source: Path  # the checkpoint file
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def test_loader(self) -> DeviceLoader | TorchLoader:
-        device = next(self.model.parameters()).device
-        return make_test_loader(self.config, self.test_set, device, World())
+        return make_test_loader(self.config, self.test_set, self.device, World())
 
     def autocast(self) -> torch.autocast:
-        device = next(self.model.parameters()).device
-        return torch.autocast(device.type, torch.bfloat16, enabled=self.config.amp)
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.amp)
 
     def evaluate(self, logit_tau: float = 0.0) -> dict:
         """The report of the model on the test split."""

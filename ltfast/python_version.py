@@ -92,7 +92,7 @@ def convert(root: Path, binary_folder: str, check_integrity: bool = True) -> Pat
             write_records(written / binary, images, labels)
         names = _read_names(source / version.meta, version.names)
         for key, filename in version.names.items():
-            (written / filename).write_text(text_lines(names[key]))
+            (written / filename).write_text("".join(f"{name}\n" for name in names[key]))
         write_manifest(written, list(version.batches.values()))
         if not target.exists():  # else another process converted it meanwhile
             written.rename(target)
@@ -104,10 +104,6 @@ def convert(root: Path, binary_folder: str, check_integrity: bool = True) -> Pat
         file=sys.stderr,
     )
     return target
-
-
-def text_lines(names: list[str]) -> str:
-    return "".join(f"{name}\n" for name in names)
 
 
 def _check_md5(source: Path, version: PythonVersion) -> None:

@@ -82,7 +82,6 @@ class Trainer:
             parts = build_parts(config, world, self.device, start_from_init)
         self.parts = parts
         self.train_set, self.test_set = self.parts.train_set, self.parts.test_set
-        self.num_classes = len(self.train_set.classes)
         self.model = self.parts.model
         wrapped = DistributedDataParallel(self.model) if world.distributed else self.model
         self.step_model = torch.compile(wrapped) if config.compile else wrapped
