@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import ltfast
+from ltfast.numerics import cpu_name
 
 
 def median_seconds(run: Callable[[], object], repeats: int = 7, warmup: int = 1) -> float:
@@ -38,16 +39,6 @@ class Row:
     median_s: float
     work: float  # bytes, images or samples handled per run, for the throughput column
     ratio_to_reference: float = float("nan")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_stamp() -> str:

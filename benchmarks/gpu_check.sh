@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA checks in one short run, for a machine with a GPU and ltfast installed:
 #   bash benchmarks/gpu_check.sh [OUT]
-# a few epochs on the synthetic set with --amp; LDAM-DRW with mixup (the soft-target LDAM) and
-# post-hoc adjustment; resume on CUDA; --amp --compile; cRT from the first run, and a sweep of
-# CE then cRT with 4 runs sharing the GPU; the loader and train-step benchmarks (CE, LDAM-DRW,
+# a few epochs on the synthetic set under bf16 autocast; LDAM-DRW with mixup (the soft-target
+# LDAM) and post-hoc adjustment; resume on CUDA; bf16 with torch.compile; cRT from the first
+# run, and a sweep of CE then cRT with 4 runs sharing the GPU; the loader and train-step benchmarks (CE, LDAM-DRW,
 # Balanced Softmax) on the GPU. Results (run folders, JSON tables, the sweep) go to OUT.
 set -euo pipefail
 out=${1:-gpu-check}
@@ -11,16 +11,16 @@ mkdir -p "$out"
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
 common=(--dataset synthetic --data-root "$out/data" --quiet --overwrite)
 
-python -m ltfast.train "${common[@]}" --epochs 5 --amp --out "$out/amp"
-python -m ltfast.train "${common[@]}" --epochs 3 --amp --config configs/cifar10_lt/ldam_drw.yaml \
-  --reweight-start-epoch 2 --mixup-alpha 1 --eval-logit-tau 1 --out "$out/ldam_drw"
-python -m ltfast.train "${common[@]}" --epochs 2 --amp --out "$out/resume"
+python -m ltfast.train "${common[@]}" --epochs 5 --precision bf16 --out "$out/amp"
+python -m ltfast.train "${common[@]}" --epochs 3 --precision bf16 \
+  --config configs/cifar10_lt/ldam_drw.yaml --reweight-start-epoch 2 --mixup-alpha 1 --eval-logit-tau 1 --out "$out/ldam_drw"
+python -m ltfast.train "${common[@]}" --epochs 2 --precision bf16 --out "$out/resume"
 python -m ltfast.train --resume "$out/resume" --epochs 3 --quiet
-python -m ltfast.train "${common[@]}" --epochs 3 --amp --compile --out "$out/compile"
-python -m ltfast.train "${common[@]}" --epochs 2 --amp --config configs/cifar10_lt/crt.yaml \
-  --init-from "$out/amp" --out "$out/crt"
+python -m ltfast.train "${common[@]}" --epochs 3 --precision bf16 --compile --out "$out/compile"
+python -m ltfast.train "${common[@]}" --epochs 2 --precision bf16 \
+  --config configs/cifar10_lt/crt.yaml --init-from "$out/amp" --out "$out/crt"
 python -m ltfast.sweep configs/cifar10_lt/ce.yaml configs/cifar10_lt/crt.yaml --seeds 0 1 \
-  --jobs 4 --set dataset=synthetic --set data_root="$out/data" --set epochs=3 --set amp=true \
-  --out "$out/sweep"
+  --jobs 4 --set dataset=synthetic --set data_root="$out/data" --set epochs=3 \
+  --set precision=bf16 --out "$out/sweep"
 python benchmarks/loader.py --device cuda --json "$out/loader.json"
-python benchmarks/train_step.py --device cuda --amp --steps 200 --json "$out/train_step.json"
+python benchmarks/train_step.py --device cuda --steps 200 --json "$out/train_step.json"

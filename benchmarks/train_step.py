@@ -1,12 +1,23 @@
-"""End-to-end ResNet-32 training throughput with each loader: does the loader still matter?
+"""ResNet-32 training and evaluation throughput: ltfast's numerics and loader against the
+field's plain PyTorch loop, measured in the same run.
 
-    python benchmarks/train_step.py [--steps 30] [--amp] [--root R] [--json PATH]
+    python benchmarks/train_step.py [--steps 30] [--root R] [--device D] [--no-compile]
+                                    [--profile] [--json PATH]
 
-Times `--steps` SGD steps (batch 128, CIFAR-10-LT at imbalance 100, progressive-balanced
-sampling, crop + flip) after a warm-up of 3 steps, fed by ltfast's device loader or by the
-field's DataLoader pipeline (PIL + torchvision transforms, WeightedRandomSampler), with
-cross-entropy; then the device loader with LDAM (normed classifier, class-balanced weights,
-LDAM-DRW after its switch) and with Balanced Softmax. Ratios are time over the first row's.
+Training: `--steps` SGD steps (batch 128, CIFAR-10-LT at imbalance 100, progressive-balanced
+sampling, crop + flip, cross-entropy) after a warm-up. The reference row is the loop as the
+field writes it: a DataLoader (2 workers) over PIL images with torchvision transforms and a
+WeightedRandomSampler, float32, NCHW. Then ltfast's DeviceLoader under each numerics: float32
+and bf16 autocast, NCHW (contiguous) and channels_last, eager and `torch.compile`d; the
+field's DataLoader under ltfast's default numerics (does the loader still matter?); and
+LDAM-DRW's and Balanced Softmax's losses under the default numerics.
+
+Evaluation: the 10,000 test images, as `ltfast.evaluation.evaluate` does it after each epoch
+(inference mode, batches of 1000, the default numerics) against the field's loop (DataLoader
+of batch 100 with ToTensor + Normalize, float32 NCHW, `torch.no_grad`).
+
+Ratios are each row's time over the reference's: below 1 is faster. `--profile` also prints
+where a step of the default numerics spends its time (torch.profiler, by operator).
 """
 
 from __future__ import annotations
@@ -24,33 +35,40 @@ from _common import (
     parser,
     publish_time_ratios,
 )
+from torchvision import transforms
 
 from ltfast import ProgressiveBalancedSampler, kernels
+from ltfast.augment import MEAN, STD
+from ltfast.evaluation import evaluate
 from ltfast.loader import DeviceLoader
 from ltfast.losses import build_loss, class_balanced_weights
 from ltfast.models import build_model
+from ltfast.numerics import Numerics, keep_freed_memory, resolve_precision
+from ltfast.parts import TEST_BATCH
 
 WARMUP_STEPS = 3
+FIELD_TEST_BATCH = 100  # LDAM-DRW's and MiSLAS's evaluation batch
 
 
-def stepper(device: torch.device, amp: bool, counts, loss_name: str = "ce"):
+def stepper(numerics: Numerics, counts, loss_name: str = "ce", compiled: bool = False):
+    """One SGD step of ResNet-32 under `numerics`, as ltfast.train takes it."""
     classifier = "normed" if loss_name == "ldam" else "linear"
-    model = build_model("resnet32", 10, classifier).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model("resnet32", 10, classifier)
+    model = model.to(numerics.device, memory_format=numerics.torch_memory_format)
     optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=2e-4)
     weight = class_balanced_weights(counts, 0.9999) if loss_name == "ldam" else None
-    loss_of = build_loss(loss_name, counts, weight).to(device)
+    loss_of = build_loss(loss_name, counts, weight).to(numerics.device)
+    forward = torch.compile(model) if compiled else model
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
-        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-            logits = model(images)
+        with numerics.autocast():
+            logits = forward(images)
         loss = loss_of(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return step
+    return step, model
 
 
 def endless(make_epoch):
@@ -59,75 +77,213 @@ def endless(make_epoch):
         yield from make_epoch(epoch)
 
 
-def timed_steps(batches, step, steps: int, device: torch.device):
+def timed_steps(batches, step, steps: int, numerics: Numerics):
+    device, memory_format = numerics.device, numerics.torch_memory_format
+
     def run() -> None:
         for images, labels in itertools.islice(batches, steps):
-            step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            step(images, labels.to(device, non_blocking=True))
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     for images, labels in itertools.islice(batches, WARMUP_STEPS):
-        step(images.to(device), labels.to(device))
+        step(images.to(device, memory_format=memory_format), labels.to(device))
     return run
 
 
-def main(argv: list[str] | None = None) -> list[Row]:
-    args = parser(__doc__.splitlines()[0])
-    args.add_argument("--root", type=Path, help="data root holding cifar-10-batches-bin/")
-    args.add_argument("--steps", type=int, default=30)
-    args.add_argument("--amp", action="store_true", help="bf16 autocast")
-    args.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = args.parse_args(argv)
-    args.repeats = min(args.repeats, 3)
-    device = torch.device(args.device)
-    kernels.warmup()
-    with tempfile.TemporaryDirectory() as scratch:
-        dataset = long_tail_cifar10(args.root, Path(scratch))  # decoded: the files can go
+def training_rows(dataset, device: torch.device, args) -> list[Row]:
     sampler = ProgressiveBalancedSampler(dataset.targets, epochs=200)
-    dtype = torch.bfloat16 if args.amp and device.type == "cuda" else torch.float32
+    default = Numerics(device, resolve_precision("auto", device))
+
+    def device_epochs(numerics: Numerics):
+        loader = DeviceLoader(
+            *dataset.tensors(),
+            128,
+            device,
+            True,
+            dtype=numerics.batch_dtype,
+            channels_last=numerics.channels_last,
+        )
+
+        def epoch(number: int):
+            sampler.set_epoch(number % 200)
+            return loader.batches(sampler, number)
+
+        return endless(epoch)
+
+    def field_epochs():
+        torch_loader = field_loader(dataset, sampler.class_probabilities(), workers=2)
+        return endless(lambda _epoch: iter(torch_loader))
+
+    reference = Numerics(device, "float32", "contiguous")
+    cases = [
+        (
+            "field_reference",
+            "DataLoader (2 workers) + PIL + torchvision transforms, float32 NCHW",
+            field_epochs(),
+            reference,
+            "ce",
+            False,
+        )
+    ]
+    for compiled in (False, True)[: 1 if args.no_compile else 2]:
+        for precision in ("float32", "bf16"):
+            for memory_format in ("contiguous", "channels_last"):
+                numerics = Numerics(device, precision, memory_format)
+                how = "torch.compile" if compiled else "eager"
+                name = f"ltfast_{precision}_{memory_format}" + ("_compiled" if compiled else "")
+                what = f"DeviceLoader, {numerics.describe()}, {how}"
+                cases.append((name, what, device_epochs(numerics), numerics, "ce", compiled))
+    cases += [
+        (
+            "field_loader_fast_numerics",
+            f"DataLoader (2 workers) + PIL + torchvision, {default.describe()}",
+            field_epochs(),
+            default,
+            "ce",
+            False,
+        ),
+        (
+            "ldam_drw",
+            f"LDAM, normed classifier, class-balanced weights, {default.describe()}",
+            device_epochs(default),
+            default,
+            "ldam",
+            False,
+        ),
+        (
+            "balanced_softmax",
+            f"Balanced Softmax, {default.describe()}",
+            device_epochs(default),
+            default,
+            "balanced_softmax",
+            False,
+        ),
+    ]
+    rows = []
+    for name, what, batches, numerics, loss_name, compiled in cases:
+        step, _ = stepper(numerics, dataset.class_counts, loss_name, compiled)
+        run = timed_steps(batches, step, args.steps, numerics)
+        seconds = median_seconds(run, args.repeats, warmup=0)
+        rows.append(Row(name, f"{what} ({device.type})", seconds, args.steps * 128))
+    return rows
+
+
+def evaluation_rows(test_set, counts, device: torch.device, args) -> list[Row]:
+    """The test split evaluated as ltfast does it (`counts`: the training class sizes, for the
+    many / medium / few groups), and as the field's loop does."""
+    default = Numerics(device, resolve_precision("auto", device))
+    images, targets = test_set.tensors()
+    loader = DeviceLoader(
+        images,
+        targets,
+        TEST_BATCH,
+        device,
+        augment=False,
+        dtype=default.batch_dtype,
+        channels_last=default.channels_last,
+    )
+    _, model = stepper(default, counts)
+
+    def ltfast_evaluation() -> None:
+        evaluate(model, loader.batches(), counts, autocast=default.autocast())
+
+    field_model = build_model("resnet32", 10, "linear").to(device)
+    field_test = FieldTestSet(test_set)
+    field_batches = torch.utils.data.DataLoader(field_test, FIELD_TEST_BATCH, num_workers=2)
+
+    @torch.no_grad()
+    def field_evaluation() -> None:
+        field_model.eval()
+        for x, y in field_batches:
+            predictions = field_model(x.to(device)).argmax(1)
+            (predictions.cpu() == y).sum().item()
+
+    return [
+        Row(
+            "field_evaluation",
+            f"DataLoader (batch {FIELD_TEST_BATCH}, 2 workers) + ToTensor + Normalize, float32 "
+            f"NCHW, no_grad ({device.type})",
+            median_seconds(field_evaluation, args.repeats),
+            len(test_set),
+        ),
+        Row(
+            "ltfast_evaluation",
+            f"ltfast.evaluation.evaluate: DeviceLoader (batch {TEST_BATCH}), "
+            f"{default.describe()}, inference_mode, full report ({device.type})",
+            median_seconds(ltfast_evaluation, args.repeats),
+            len(test_set),
+        ),
+    ]
+
+
+class FieldTestSet(torch.utils.data.Dataset):
+    """The field's test pipeline: a PIL image per item, ToTensor, Normalize."""
+
+    def __init__(self, test_set):
+        self.data, self.targets = test_set.data, test_set.targets
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.data[index])), self.targets[index]
+
+
+def print_profile(dataset, device: torch.device, steps: int) -> None:
+    """Where a training step of the default numerics spends its time, by operator."""
+    from torch.profiler import ProfilerActivity, profile
+
+    numerics = Numerics(device, resolve_precision("auto", device))
+    step, _ = stepper(numerics, dataset.class_counts)
     loader = DeviceLoader(
         *dataset.tensors(),
         128,
         device,
         True,
-        dtype=dtype,
-        channels_last=device.type == "cuda",
+        dtype=numerics.batch_dtype,
+        channels_last=numerics.channels_last,
     )
+    batches = endless(lambda epoch: loader.batches(None, epoch))
+    run = timed_steps(batches, step, steps, numerics)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        run()
+    print(f"\n### Profile of {steps} steps, {numerics.describe()} ({device.type})\n")
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
-    def device_epoch(epoch: int):
-        sampler.set_epoch(epoch % 200)
-        return loader.batches(sampler, epoch)
 
-    probabilities = sampler.class_probabilities()
-    cases = [("ltfast_device_loader", "ResNet-32 CE steps fed by DeviceLoader", device_epoch, "ce")]
-    for workers in (0, 2):
-        torch_loader = field_loader(dataset, probabilities, workers)
-        cases.append(
-            (
-                f"torch_dataloader_{workers}w",
-                f"ResNet-32 CE steps fed by DataLoader + PIL + torchvision, {workers} workers",
-                lambda _epoch, loader=torch_loader: iter(loader),
-                "ce",
-            )
-        )
-    cases += [
-        ("ldam_drw", "LDAM, normed classifier, class-balanced weights", device_epoch, "ldam"),
-        ("balanced_softmax", "Balanced Softmax", device_epoch, "balanced_softmax"),
-    ]
-    rows = []
-    for name, what, epochs, loss_name in cases:
-        step = stepper(device, args.amp, dataset.class_counts, loss_name)
-        run = timed_steps(endless(epochs), step, args.steps, device)
-        rows.append(
-            Row(
-                name,
-                f"{what} ({device.type}{', bf16' if args.amp else ''})",
-                median_seconds(run, args.repeats, warmup=0),
-                args.steps * 128,
-            )
-        )
-    publish_time_ratios(f"ResNet-32 training, {args.steps} steps of 128", rows, args.json)
-    return rows
+def main(argv: list[str] | None = None) -> tuple[list[Row], list[Row]]:
+    args = parser(__doc__.splitlines()[0])
+    args.add_argument("--root", type=Path, help="data root holding cifar-10-batches-bin/")
+    args.add_argument("--steps", type=int, default=30)
+    args.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args.add_argument("--no-compile", action="store_true", help="skip the compiled rows")
+    args.add_argument("--profile", action="store_true", help="print a profile of a step")
+    args = args.parse_args(argv)
+    args.repeats = min(args.repeats, 3)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as ltfast.train does on the CPU, for every row alike
+    kernels.warmup()
+    with tempfile.TemporaryDirectory() as scratch:
+        dataset = long_tail_cifar10(args.root, Path(scratch))  # decoded: the files can go
+        test_root = Path(dataset.root)
+        test_set = type(dataset)(test_root, imb_factor=0.01, train=False, output="tensor")
+    training = training_rows(dataset, device, args)
+    publish_time_ratios(f"ResNet-32 training, {args.steps} steps of 128", training, args.json)
+    evaluation = evaluation_rows(test_set, dataset.class_counts, device, args)
+    json_path = args.json.with_suffix(".evaluation.json") if args.json else None
+    publish_time_ratios("Evaluating the 10,000 test images", evaluation, json_path)
+    if args.profile:
+        print_profile(dataset, device, args.steps)
+    return training, evaluation
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import yaml
 from ltfast.longtail import IMB_TYPES, images_per_class
 from ltfast.losses import LOSSES, build_loss, label_aware_epsilons
 from ltfast.models import CLASSIFIERS, MODELS
+from ltfast.numerics import MEMORY_FORMATS, PRECISIONS
 from ltfast.parts import DATASETS, loss_options
 from ltfast.run_folder import writable_folder_problem
 from ltfast.samplers import CONVENTIONS
@@ -110,7 +111,14 @@ class TrainConfig:
     loader: str = option("device", "device (batched on the training device) or torch (DataLoader)")
     workers: int = option(2, "DataLoader workers for --loader torch")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = option(False, "bf16 autocast")
+    precision: str = option(
+        "auto",
+        "auto (bf16 autocast where the device computes bf16 natively, else float32), bf16, "
+        "or float32 (exact float32)",
+    )
+    memory_format: str = option(
+        "channels_last", "channels_last or contiguous (NCHW): of the model and its batches"
+    )
     compile: bool = option(False, "torch.compile the model")
     seed: int = option(0, "seed of initialisation, sampling, augmentation and mixup")
     synthetic_size: int = option(
@@ -245,6 +253,8 @@ def problems(config: TrainConfig) -> list[str]:
         else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.sampler_start_epoch}",
         "pb_convention": _choice(c.pb_convention, CONVENTIONS),
         "loader": _choice(c.loader, LOADERS),
+        "precision": _choice(c.precision, PRECISIONS),
+        "memory_format": _choice(c.memory_format, MEMORY_FORMATS),
         "workers": None if c.workers >= 0 else f"must be >= 0, got {c.workers}",
         "device": None
         if DEVICE.fullmatch(c.device)
@@ -378,6 +388,14 @@ def parser() -> argparse.ArgumentParser:
             args.add_argument(flag, type=int, nargs="*", metavar="EPOCH", **common)
         else:
             args.add_argument(flag, type=kind, metavar=kind.__name__.upper(), **common)
+    args.add_argument(
+        "--amp",
+        dest="precision",
+        action="store_const",
+        const="bf16",
+        default=argparse.SUPPRESS,
+        help="the same as --precision bf16 (its older name)",
+    )
     return args
 
 
@@ -406,13 +424,22 @@ def load_yaml(path: Path) -> dict:
 def from_mapping(values: dict, source: str) -> dict:
     """Config fields from a YAML or checkpoint mapping, each checked against its type."""
     try:
-        return {_key(key): _coerce(_key(key), value) for key, value in values.items()}
+        fields = dict(_renamed(_key(key), value) for key, value in values.items())
+        return {key: _coerce(key, value) for key, value in fields.items()}
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
 
 
 def _key(key: object) -> object:
     return key.replace("-", "_") if isinstance(key, str) else key
+
+
+def _renamed(key: object, value: object) -> tuple[object, object]:
+    """Fields of older configs and checkpoints under their present names: `amp: true` was
+    bf16 autocast, `amp: false` float32."""
+    if key == "amp" and isinstance(value, bool):
+        return "precision", "bf16" if value else "float32"
+    return key, value
 
 
 def resolve(

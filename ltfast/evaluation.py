@@ -24,7 +24,7 @@ from ltfast.loader import DeviceLoader, TorchLoader
 from ltfast.losses import log_prior
 from ltfast.metrics import ECE_BINS, classification_report, expected_calibration_error
 from ltfast.models import CifarResNet
-from ltfast.parts import load_data, make_model, make_test_loader
+from ltfast.parts import load_data, make_model, make_test_loader, numerics
 
 
 def _tally(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -52,7 +52,7 @@ def _report(tally: np.ndarray, seen: np.ndarray, class_counts: np.ndarray) -> di
     }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -105,7 +105,7 @@ class Trained:
         return make_test_loader(self.config, self.test_set, self.device, World())
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.amp)
+        return numerics(self.config, self.device).autocast()
 
     def evaluate(self, logit_tau: float = 0.0) -> dict:
         """The report of the model on the test split."""
@@ -113,7 +113,7 @@ class Trained:
         counts = self.train_set.class_counts
         return evaluate(self.model, batches, counts, autocast=self.autocast(), logit_tau=logit_tau)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def test_features(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The backbone's features of the test split, batch by batch as the model sees them:
         evaluating a classifier on them is evaluating the model with that classifier."""

@@ -27,6 +27,7 @@ from ltfast.losses import (
     smoothed_targets,
 )
 from ltfast.models import CifarResNet, build_model
+from ltfast.numerics import Numerics, resolve_precision
 from ltfast.registry import Registry
 from ltfast.schedules import SamplingSchedule, WeightSchedule
 from ltfast.stages import prepare_model
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # the config imports this module's registry to check --datase
     from ltfast.config import TrainConfig
 
 Splits = tuple[CIFAR10, CIFAR10]
+TEST_BATCH = 1000  # images per evaluation batch
 
 # ----- data -----------------------------------------------------------------------------------
 
@@ -95,12 +97,9 @@ def load_data(config: TrainConfig) -> Splits:
     return DATASETS[config.dataset](config)
 
 
-def input_format(device: torch.device, amp: bool) -> tuple[torch.dtype, bool]:
-    """(dtype, channels_last) of the batches the device loader hands the model: on CUDA,
-    channels_last (what tensor-core convolutions read) and, under --amp, already bf16;
-    float32 NCHW elsewhere. The model's memory format follows."""
-    cuda = device.type == "cuda"
-    return (torch.bfloat16 if amp and cuda else torch.float32), cuda
+def numerics(config: TrainConfig, device: torch.device) -> Numerics:
+    """The run's numerics on `device` (see ltfast.numerics), `auto` precision resolved."""
+    return Numerics(device, resolve_precision(config.precision, device), config.memory_format)
 
 
 def make_loaders(config: TrainConfig, train: CIFAR10, test: CIFAR10, device, world: World):
@@ -110,39 +109,42 @@ def make_loaders(config: TrainConfig, train: CIFAR10, test: CIFAR10, device, wor
 
 def make_train_loader(config: TrainConfig, train: CIFAR10, device) -> DeviceLoader | TorchLoader:
     """Augmented batches of --batch-size, of the indices each epoch's sampler draws."""
+    computes = numerics(config, device)
     if config.loader == "torch":
-        cuda = device.type == "cuda"
-        return TorchLoader(train, config.batch_size, device, True, config.workers, cuda)
-    dtype, channels_last = input_format(device, config.amp)
+        return TorchLoader(
+            train, config.batch_size, device, True, config.workers, computes.channels_last
+        )
     return DeviceLoader(
         *train.tensors(),
         config.batch_size,
         device,
         augment=True,
         seed=config.seed,
-        dtype=dtype,
-        channels_last=channels_last,
+        dtype=computes.batch_dtype,
+        channels_last=computes.channels_last,
     )
 
 
 def make_test_loader(
     config: TrainConfig, test: CIFAR10, device, world: World
 ) -> DeviceLoader | TorchLoader:
-    """Batches of 1000 of this rank's strided shard of the test split, not augmented."""
+    """Batches of TEST_BATCH of this rank's strided shard of the test split, not augmented."""
     shard = slice(world.rank, None, world.size)
+    computes = numerics(config, device)
     if config.loader == "torch":
-        cuda, indices = device.type == "cuda", range(len(test))[shard]
-        return TorchLoader(test, 1000, device, False, config.workers, cuda, indices)
-    dtype, channels_last = input_format(device, config.amp)
+        indices = range(len(test))[shard]
+        return TorchLoader(
+            test, TEST_BATCH, device, False, config.workers, computes.channels_last, indices
+        )
     images, targets = test.tensors()
     return DeviceLoader(
         images[shard],
         targets[shard],
-        1000,
+        TEST_BATCH,
         device,
         augment=False,
-        dtype=dtype,
-        channels_last=channels_last,
+        dtype=computes.batch_dtype,
+        channels_last=computes.channels_last,
     )
 
 
@@ -190,9 +192,7 @@ def make_model(
     prepared for --stage2, on `device`; and the optimiser's parameter groups."""
     model = build_model(config.model, num_classes, config.classifier)
     param_groups = prepare_model(model, config, start_from_init)
-    model = model.to(device)
-    if input_format(device, config.amp)[1]:
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=numerics(config, device).torch_memory_format)
     return model, param_groups
 
 

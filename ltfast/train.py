@@ -32,7 +32,8 @@ from ltfast.distributed import World, pick_device
 from ltfast.download import DownloadError
 from ltfast.losses import draw_mixup, mixup
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
-from ltfast.parts import Parts, build_parts
+from ltfast.numerics import device_name, keep_freed_memory, resolve_precision
+from ltfast.parts import Parts, build_parts, numerics
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
 from ltfast.schedules import LR_SCHEDULES
 from ltfast.seeds import MIXUP, derive_seed
@@ -94,7 +95,8 @@ class Trainer:
         )
         self.train_loader, self.test_loader = self.parts.train_loader, self.parts.test_loader
         self.sampling = self.parts.sampling
-        self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=config.amp)
+        self.numerics = numerics(config, self.device)
+        self.autocast = self.numerics.autocast()
         # Where the run stands: `step` steps of `epoch` are done, with these partial sums.
         self.epoch, self.step, self.train_s = 0, 0, 0.0
         self.loss_sum = torch.zeros((), device=self.device)
@@ -249,6 +251,7 @@ class Trainer:
             **stats,
             **report,
             "epoch_s": time.perf_counter() - start,
+            "numerics": self.numerics.describe(),
             "sampler": type(self.sampling.sampler(epoch)).__name__,
             "class_probabilities": self.sampling.class_probabilities(epoch).tolist(),
             "loss": self.config.loss,
@@ -282,6 +285,16 @@ def describe_data(trainer: Trainer) -> dict:
     }
 
 
+def run_header(trainer: Trainer) -> str:
+    config, counts = trainer.config, trainer.train_set.class_counts
+    return (
+        f"{config.model} on {config.dataset} ({len(trainer.train_set)} training images, "
+        f"{counts.max()} to {counts.min()} per class), {config.epochs} epochs on "
+        f"{trainer.device} x{trainer.world.size}, numerics: {trainer.numerics.describe()}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+
 def summarize(trainer: Trainer, wall_s: float) -> dict:
     keys = ("epoch", "test_top1", "test_balanced_acc", "many", "medium", "few", "ece", "train_loss")
     records = trainer.records
@@ -295,6 +308,9 @@ def summarize(trainer: Trainer, wall_s: float) -> dict:
         "class_counts": trainer.train_set.class_counts.tolist(),
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "device": str(trainer.device),
+        "machine": device_name(trainer.device),
+        "numerics": trainer.numerics.describe(),
+        "threads": torch.get_num_threads(),
         "processes": trainer.world.size,
         "wall_s": wall_s,
         "config": dataclasses.asdict(trainer.config),
@@ -358,10 +374,14 @@ def train(config: TrainConfig, resume: Resume | None = None) -> dict | None:
     Raises UsageError when the run cannot start as asked."""
     start = time.perf_counter()
     try:
-        use_cuda = pick_device(config.device, World()).type == "cuda"
+        device = pick_device(config.device, World())
     except ValueError as error:
         raise UsageError(str(error)) from error
-    world = distributed.init(use_cuda)
+    # `auto` precision becomes what this device runs, so config.yaml and the checkpoints say.
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, device))
+    if device.type == "cpu":
+        keep_freed_memory()
+    world = distributed.init(device.type == "cuda")
     try:
         summary = _train(config, resume, world, start)
     except SystemExit:  # a stop that every rank agreed on
@@ -396,6 +416,8 @@ def set_up(config: TrainConfig, resume: Resume | None, world: World) -> tuple[Tr
 def _train(config: TrainConfig, resume: Resume | None, world: World, start: float) -> dict | None:
     trainer, folder = set_up(config, resume, world)
     if world.is_main:
+        if not config.quiet:
+            print(run_header(trainer), file=sys.stderr)
         folder.write_config(dataclasses.asdict(config))
         if resume is not None and folder.file("metrics.jsonl").is_file():
             folder.read_metrics()  # names a damaged line; the checkpoint's records replace it

@@ -1,4 +1,5 @@
-"""Checkpoints: an interrupted and resumed run equals an uninterrupted one, bit for bit."""
+"""Checkpoints: an interrupted and resumed run equals an uninterrupted one, bit for bit, in
+exact float32 and under the bf16 fast path alike."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from ltfast.train import main
 TIMING = {"images_per_s", "train_s", "epoch_s"}
 
 
-def flags(data_root: Path, out: Path, *extra: str) -> list[str]:
+def flags(data_root: Path, out: Path, *extra: str, precision: str = "float32") -> list[str]:
     return [
+        "--precision", precision,
         "--dataset", "synthetic", "--synthetic-size", "40", "--imb-factor", "0.2", "--quiet",
         "--batch-size", "32", "--epochs", "3", "--warmup-epochs", "1", "--lr", "0.05",
         "--mixup-alpha", "1", "--mixup-off-epochs", "1", "--label-smoothing", "0.1",
@@ -87,6 +89,33 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(
     assert metrics(out) == metrics(uninterrupted)
     resumed, whole = weights(out), weights(uninterrupted)
     assert resumed.keys() == whole.keys()
+    for name in whole:
+        assert torch.equal(resumed[name], whole[name]), name
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_bf16(tmp_path_factory, data_root) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "whole-bf16"
+    main(flags(data_root, out, precision="bf16"))
+    return out
+
+
+def test_a_bf16_resume_equals_an_uninterrupted_bf16_run(
+    tmp_path, data_root, uninterrupted_bf16, monkeypatch
+):
+    """Exact, not within a tolerance: autocast keeps the weights, optimiser state and loss in
+    float32 (the checkpoint holds them exactly), and the bf16 kernels are deterministic for a
+    given thread count, so the resumed steps repeat the uninterrupted ones bit for bit."""
+    out = tmp_path / "interrupted"
+    interrupt_at_step(monkeypatch, 10)
+    with pytest.raises(SystemExit):
+        main(flags(data_root, out, precision="bf16"))
+    monkeypatch.undo()
+    main(["--resume", str(out)])
+    records = metrics(out)
+    assert records == metrics(uninterrupted_bf16)
+    assert {r["numerics"] for r in records} == {"bf16 autocast, channels_last"}
+    resumed, whole = weights(out), weights(uninterrupted_bf16)
     for name in whole:
         assert torch.equal(resumed[name], whole[name]), name
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-import ltfast.parts
+import ltfast.numerics
 import ltfast.train
 from ltfast import checkpoint
 from ltfast.config import TrainConfig, resolve
@@ -205,7 +205,7 @@ def test_cli_runs_from_the_repository_root():
 def test_the_cuda_input_format_trains_on_the_cpu(tmp_path, data_root, monkeypatch):
     """The CUDA recipe (bf16 channels_last batches, channels_last model, bf16 autocast) run on
     the CPU, so that a first GPU run is not the first run of that code."""
-    monkeypatch.setattr(ltfast.parts, "input_format", lambda device, amp: (torch.bfloat16, True))
+    monkeypatch.setattr(ltfast.numerics.Numerics, "batch_dtype", torch.bfloat16)
     seen = []
     original = ltfast.train.Trainer.__init__
 
@@ -214,7 +214,7 @@ def test_the_cuda_input_format_trains_on_the_cpu(tmp_path, data_root, monkeypatc
         self.model.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
 
     monkeypatch.setattr(ltfast.train.Trainer, "__init__", spy_on_inputs)
-    summary = run(tmp_path, data_root, "--epochs", "1", "--amp")
+    summary = run(tmp_path, data_root, "--epochs", "1", "--precision", "bf16")
     assert np.isfinite(summary["final"]["train_loss"]) and summary["final"]["test_top1"] > 0
     assert seen and all(x.dtype == torch.bfloat16 for x in seen)
     assert all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
