@@ -65,6 +65,12 @@ def shutdown(world: World, together: bool) -> None:
         dist.destroy_process_group()
 
 
+def barrier(world: World) -> None:
+    """Waits until every rank gets here."""
+    if world.distributed:
+        dist.barrier()
+
+
 def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     """The element-wise sum over ranks (in place; returned for chaining)."""
     if world.distributed:

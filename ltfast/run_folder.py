@@ -5,17 +5,24 @@ claims the folder. ltfast never overwrites or deletes a file in a folder without
 and in a marked folder it deletes only its own files, only with `--overwrite`, and only once
 the new run has been validated (config resolved, data opened, model built).
 
-Files: `ltfast-run.json` (marker), `config.yaml` (the resolved config), `dataset.json` (class
-names and counts), `metrics.jsonl` (one JSON line per epoch), `summary.json`, `last.pt` and
-`best.pt` (see ltfast.checkpoint), the report (`report.md` and PNG plots, see ltfast.report),
-optionally `tensorboard/` and `draws/`, and what ltfast.evaluate and ltfast.tau_norm write.
+One process writes a folder at a time: the writer holds an exclusive `flock` on the folder's
+`ltfast.lock` (see FolderLock), which the kernel releases when the process ends, however it
+ends, so a lock is never stale.
+
+Files: `ltfast-run.json` (marker), `ltfast.lock` (who writes the folder now), `config.yaml`
+(the resolved config), `dataset.json` (class names and counts), `metrics.jsonl` (one JSON line
+per epoch), `summary.json`, `last.pt` and `best.pt` (see ltfast.checkpoint), the report
+(`report.md` and PNG plots, see ltfast.report), optionally `tensorboard/` and `draws/`, and
+what ltfast.evaluate and ltfast.tau_norm write.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -26,6 +33,7 @@ from typing import Any
 import yaml
 
 MARKER = "ltfast-run.json"
+LOCK = "ltfast.lock"
 MARKER_FORMAT = "ltfast-run"
 CONFIG = "config.yaml"
 DATASET = "dataset.json"
@@ -107,9 +115,78 @@ def check_output_folder(out: Path, names: tuple[str, ...], overwrite: bool) -> N
         )
 
 
+class FolderBusy(RunFolderError):
+    """Another process writes the folder."""
+
+
+def busy_message(folder: Path, holder: str) -> str:
+    return (
+        f"{folder} is being written by {holder}; one process writes a folder at a time. Wait "
+        f"for it to finish, or stop it (it checkpoints on Ctrl-C or SIGTERM)"
+    )
+
+
+class FolderLock:
+    """An exclusive lock on a folder for one writing process: `flock` on `folder/ltfast.lock`,
+    which also says who holds it (process id, host, command, since when). The kernel drops the
+    lock when the process ends, SIGKILL included; the file itself stays, harmless."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK
+        self.descriptor: int | None = None
+
+    def acquire(self) -> None:
+        """Takes the lock at once, or raises FolderBusy naming the process that holds it."""
+        if self.descriptor is not None:
+            return
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise FolderBusy(busy_message(self.path.parent, self.holder())) from None
+        os.ftruncate(descriptor, 0)
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(sys.argv),
+            "since": time.strftime("%FT%T%z"),
+        }
+        os.write(descriptor, (json.dumps(holder) + "\n").encode())
+        self.descriptor = descriptor
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)  # closing the only descriptor drops the flock
+            self.descriptor = None
+
+    def holder(self) -> str:
+        """Who holds the lock, as recorded in the lock file."""
+        try:
+            found = json.loads(self.path.read_text())
+            pid, host, command, since = (found[k] for k in ("pid", "host", "command", "since"))
+            return f"process {pid} on {host} ({command}, since {since})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def busy(self) -> str | None:
+        """Who else holds the lock now, or None when it is free or ours (probed, not kept)."""
+        if self.descriptor is not None or not self.path.is_file():
+            return None
+        probe = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self.holder()
+        finally:
+            os.close(probe)  # drops the probe's lock, if it got it
+        return None
+
+
 class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
+        self.lock = FolderLock(self.path)
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -150,6 +227,9 @@ class RunFolder:
             raise RunFolderError(f"out: {problem}; --out takes a folder that ltfast can write")
         if not self.path.is_dir():
             return
+        holder = self.lock.busy()
+        if holder is not None:
+            raise FolderBusy(f"out: {busy_message(self.path, holder)}")
         if not self.is_run():
             clashes = self.foreign_files()
             if clashes:
@@ -171,11 +251,20 @@ class RunFolder:
             f"to resume); pass --overwrite to start it again"
         )
 
-    def claim(self, overwrite: bool) -> None:
-        """Makes the folder this run's: with `overwrite`, deletes the previous run's files (and
-        only those); in every case removes half-written files left by a killed process. Call
-        once the run has been validated, after check_can_start()."""
+    def claim(self, overwrite: bool, resuming_here: bool = False) -> None:
+        """Makes the folder this run's, and this process its only writer until release():
+        takes the folder's lock (FolderBusy if another process holds it), checks again under
+        it that the run may start (another process may have claimed the folder since the
+        first check), then with `overwrite` deletes the previous run's files (and only those);
+        in every case removes half-written files left by a killed process. Call once the run
+        has been validated, after check_can_start()."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            self.check_can_start(overwrite, resuming_here)
+        except RunFolderError:
+            self.release()
+            raise
         if overwrite and self.is_run():
             for name in FILES:
                 self.file(name).unlink(missing_ok=True)
@@ -185,6 +274,10 @@ class RunFolder:
             partial.unlink(missing_ok=True)
         marker = {"format": MARKER_FORMAT, "version": 1, "created": time.strftime("%FT%T%z")}
         self.write_text(MARKER, json.dumps(marker) + "\n")
+
+    def release(self) -> None:
+        """Lets other processes write the folder (the end of the process does so too)."""
+        self.lock.release()
 
     # ----- the files ----------------------------------------------------------------------
 
@@ -282,6 +375,7 @@ class SweepFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
+        self.lock = FolderLock(self.path)
 
     def run(self, name: str, seed: int) -> Path:
         return self.path / name / f"seed{seed}"
@@ -310,10 +404,32 @@ class SweepFolder:
         return found["plan"]
 
     def claim(self, plan: dict[str, Any]) -> None:
-        """Makes the folder this sweep's. Refuses a folder that holds anything but this very
-        sweep: another sweep's plan (named by its differences), or files of someone else."""
+        """Makes the folder this sweep's, and this process its only runner until release().
+        Refuses a folder that holds anything but this very sweep: another sweep's plan (named
+        by its differences), or files of someone else; and one another sweep process runs."""
         if problem := writable_folder_problem(self.path):
             raise RunFolderError(f"out: {problem}")
+        self._refuse_foreign()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            self._claim(plan)
+        except RunFolderError:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def _refuse_foreign(self) -> None:
+        if self.is_sweep() or not self.path.is_dir():
+            return
+        if any(p.name != LOCK for p in self.path.iterdir()):
+            raise RunFolderError(
+                f"out: {self.path} is not empty and holds no ltfast sweep; choose another --out"
+            )
+
+    def _claim(self, plan: dict[str, Any]) -> None:
         if self.is_sweep():
             saved = self.read_plan()
             if saved != plan:
@@ -324,10 +440,6 @@ class SweepFolder:
                     f"another --out"
                 )
             return
-        if self.path.is_dir() and any(self.path.iterdir()):
-            raise RunFolderError(
-                f"out: {self.path} is not empty and holds no ltfast sweep; choose another --out"
-            )
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._refuse_foreign()
         marker = {"format": SWEEP_FORMAT, "version": 1, "plan": plan}
         RunFolder(self.path).write_text(SWEEP_MARKER, json.dumps(marker, indent=2) + "\n")

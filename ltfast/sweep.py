@@ -30,6 +30,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from ltfast.config import from_mapping, load_yaml, resolve, user_path
+from ltfast.parent import child_environment
 from ltfast.run_folder import SUMMARY, RunFolder, SweepFolder
 
 POLL_S = 0.2
@@ -50,7 +51,7 @@ class Job:
     seed: int
     folder: Path
     process: subprocess.Popen | None = None
-    outcome: str = ""  # "", "done", "failed", "skipped", "stopped"
+    outcome: str = ""  # "", "waiting", "done", "failed", "skipped", "stopped"
 
 
 def recipe_names(paths: list[Path]) -> list[str]:
@@ -157,9 +158,13 @@ class Sweep:
             command.append("--overwrite")
         return command
 
-    def start(self, job: Job, bar: tqdm) -> None:
+    def start(self, job: Job, bar: tqdm) -> bool:
+        """Starts what is left of `job`; False when nothing is (it finished meanwhile)."""
         command = self.command(job)
-        assert command is not None, "a finished job is never started"
+        if command is None:
+            job.outcome = "done"
+            bar.update()
+            return False
         log = self.folder.log(job.recipe.name, job.seed)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as output:
@@ -170,10 +175,20 @@ class Sweep:
             )
         how = "resumed" if "--resume" in command else "started"
         bar.write(f"{how} {job.recipe.name} seed {job.seed} (log: {log})")
+        return True
+
+    def writer_elsewhere(self, job: Job, bar: tqdm) -> bool:
+        """Whether another process still writes the job's folder (a training of an earlier
+        sweep process that is ending); said once per job."""
+        holder = RunFolder(job.folder).lock.busy()
+        if holder is not None and job.outcome != "waiting":
+            job.outcome = "waiting"
+            bar.write(f"waiting for {holder} to leave {job.folder}")
+        return holder is not None
 
     def environment(self) -> dict[str, str]:
-        """The runs share the CPU cores: each gets its part for its threads."""
-        env = dict(os.environ)
+        """The runs share the CPU cores, each its part for its threads; and end with the sweep."""
+        env = child_environment(dict(os.environ))
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
         return env
 
@@ -205,9 +220,11 @@ class Sweep:
                         waiting.remove(job)
                         bar.write(f"skipped {job.recipe.name} seed {job.seed}: its stage 1 failed")
                     elif ready and len(running) < self.jobs:
+                        if self.writer_elsewhere(job, bar):
+                            continue
                         waiting.remove(job)
-                        self.start(job, bar)
-                        running.append(job)
+                        if self.start(job, bar):
+                            running.append(job)
                 running = [job for job in running if not self.finished(job, bar)]
                 time.sleep(POLL_S)
             self.stop(running, bar)
@@ -324,11 +341,14 @@ def main(argv: list[str] | None = None) -> list[Job]:
         folder.claim(plan)
     except (ValueError, OSError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
-    sweep = Sweep(folder, recipes, plan, namespace.jobs)
-    jobs = sweep.run()
-    from ltfast.report import write_sweep_report
+    try:
+        sweep = Sweep(folder, recipes, plan, namespace.jobs)
+        jobs = sweep.run()
+        from ltfast.report import write_sweep_report
 
-    written = write_sweep_report(folder.path)
+        written = write_sweep_report(folder.path)
+    finally:
+        folder.release()  # ends with the process in any case; this is for callers in-process
     print(f"summary: {', '.join(map(str, written))}")
     if sweep.stop_signal is not None:
         print("sweep interrupted; rerun the same command to continue it", file=sys.stderr)

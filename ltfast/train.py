@@ -33,6 +33,7 @@ from ltfast.download import DownloadError
 from ltfast.losses import draw_mixup, mixup
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
 from ltfast.numerics import device_name, keep_freed_memory, resolve_precision
+from ltfast.parent import end_with_parent
 from ltfast.parts import Parts, build_parts, numerics
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
 from ltfast.schedules import LR_SCHEDULES
@@ -407,14 +408,23 @@ def set_up(config: TrainConfig, resume: Resume | None, world: World) -> tuple[Tr
         if resume is not None:
             trainer.load_state(resume.state, resume.path)
         if world.is_main:
-            folder.claim(config.overwrite)
+            folder.claim(config.overwrite, resuming_here)
     except SETUP_ERRORS as error:
         raise UsageError(str(error)) from error
+    distributed.barrier(world)  # the other ranks write (--save-draws) once the folder is claimed
     return trainer, folder
 
 
 def _train(config: TrainConfig, resume: Resume | None, world: World, start: float) -> dict | None:
     trainer, folder = set_up(config, resume, world)
+    try:
+        return _run(trainer, folder, resume, start)
+    finally:
+        folder.release()  # ends with the process in any case; this is for callers in-process
+
+
+def _run(trainer: Trainer, folder: RunFolder, resume: Resume | None, start: float) -> dict | None:
+    config, world = trainer.config, trainer.world
     if world.is_main:
         if not config.quiet:
             print(run_header(trainer), file=sys.stderr)
@@ -508,6 +518,7 @@ def resume_config(path: Path, flags: dict, yaml_path: Path | None) -> tuple[Trai
 
 
 def main(argv: list[str] | None = None) -> dict | None:
+    end_with_parent()  # a sweep's training stops (with a checkpoint) when the sweep is gone
     args = parser()
     namespace = args.parse_args(argv)
     flags = {k: v for k, v in vars(namespace).items() if k not in ("config", "resume")}

@@ -17,7 +17,7 @@ import yaml
 import ltfast.train
 from ltfast import checkpoint
 from ltfast.losses import ClassLoss
-from ltfast.run_folder import MARKER, RunFolder
+from ltfast.run_folder import LOCK, MARKER, RunFolder
 from ltfast.train import main
 
 QUICK = ["--dataset", "synthetic", "--synthetic-size", "60", "--quiet", "--batch-size", "32"]
@@ -138,7 +138,7 @@ def test_overwrite_removes_every_file_of_the_old_run_and_only_those(
         train(data_root, out, "--overwrite")
     left = sorted(p.name for p in out.iterdir())
     assert left == sorted(
-        [MARKER, "config.yaml", "dataset.json", "metrics.jsonl", "last.pt", "notes.txt"]
+        [MARKER, LOCK, "config.yaml", "dataset.json", "metrics.jsonl", "last.pt", "notes.txt"]
     )
     assert (out / "metrics.jsonl").read_text() == ""
     assert checkpoint.load(out)["step"] == 1
@@ -264,8 +264,8 @@ def test_the_cli_says_the_disk_is_full_without_a_traceback(
     out = tmp_path / "run"
     claim = RunFolder.claim
 
-    def claim_then_fill_the_disk(self, overwrite):
-        claim(self, overwrite)
+    def claim_then_fill_the_disk(self, *args):
+        claim(self, *args)
         (self.path / ".last.pt.partial").symlink_to("/dev/full")
 
     monkeypatch.setattr(RunFolder, "claim", claim_then_fill_the_disk)

@@ -122,6 +122,7 @@ def test_a_sweep_folder_of_another_plan_is_refused(tmp_path, capsys):
     configs = write_configs(tmp_path / "configs")
     folder = SweepFolder(tmp_path / "sweep")
     folder.claim(make_plan(read_recipes(configs), [0], {}, vary_subset=False))
+    folder.release()  # that sweep has ended
     with pytest.raises(SystemExit) as exit_:
         main([*map(str, configs), "--seeds", "0", "1", "--out", str(folder.path)])
     assert exit_.value.code == 2
