@@ -10,6 +10,7 @@ only the seed, which the config holds.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import random
 from pathlib import Path
@@ -65,14 +66,22 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class DiskFull(OSError):
+    """A checkpoint that did not fit on the disk; the message says what was kept."""
+
+
 def save(state: dict, path: Path) -> None:
     """Writes `state` to `path` atomically: a crash or a failed write leaves the previous
     file as it was."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
+    # Serialised in memory first: torch.save's zip writer reports a full disk as a
+    # RuntimeError ("unexpected pos"), a plain write as the OSError it is.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
     try:
         with open(partial, "wb") as file:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, file)
+            file.write(buffer.getbuffer())
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, path)
@@ -80,7 +89,7 @@ def save(state: dict, path: Path) -> None:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-        raise OSError(
+        raise DiskFull(
             error.errno,
             f"the disk is full (or over quota) while writing the checkpoint {path}; {kept}. "
             f"Free some space, then continue with --resume {path.parent}",

@@ -18,6 +18,7 @@ what ltfast.evaluate and ltfast.tau_norm write.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -113,6 +114,17 @@ def check_output_folder(out: Path, names: tuple[str, ...], overwrite: bool) -> N
             f"out: {out} already holds {', '.join(existing)}; pass --overwrite to replace "
             f"them, or choose another --out"
         )
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """An OSError of a write (a full disk's ENOSPC carries no file name) names `path`."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 class FolderBusy(RunFolderError):
@@ -285,7 +297,8 @@ class RunFolder:
         """Atomic: a reader sees the old file or the new one, never half of either."""
         partial = self.file(f".{name}.partial")
         try:
-            partial.write_text(text)
+            with _naming(self.file(name)):
+                partial.write_text(text)
             os.replace(partial, self.file(name))
         finally:
             partial.unlink(missing_ok=True)
@@ -330,7 +343,7 @@ class RunFolder:
         self.write_text(METRICS, "".join(json.dumps(r) + "\n" for r in records))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.file(METRICS), "a") as log:
+        with _naming(self.file(METRICS)), open(self.file(METRICS), "a") as log:
             log.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:

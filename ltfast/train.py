@@ -536,7 +536,23 @@ def main(argv: list[str] | None = None) -> dict | None:
     except OSError as error:  # a full disk is no bug: say so, without a traceback
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        args.exit(1, f"{args.prog}: error: {error}\n")
+        args.exit(1, f"{args.prog}: error: {disk_full_message(error, Path(config.out))}\n")
+
+
+def disk_full_message(error: OSError, out: Path) -> str:
+    """What a full disk did to the run in `out`, and how to go on."""
+    if isinstance(error, checkpoint.DiskFull):
+        return str(error)  # it says which checkpoint, and whether the previous one is intact
+    kept = (
+        f"the last checkpoint {out / LAST} is intact"
+        if (out / LAST).is_file()
+        else "no checkpoint was written yet"
+    )
+    return (
+        f"the disk is full (or over quota) while writing {error.filename or f'in {out}'}; "
+        f"{kept}. Free some space, then continue with python -m ltfast.train --resume {out} "
+        f"(a run that finished and only lacks its report: python -m ltfast.report {out})"
+    )
 
 
 if __name__ == "__main__":
