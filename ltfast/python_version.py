@@ -2,15 +2,23 @@
 `cifar-10-batches-py/` or `cifar-100-python/`), converted once into the binary version that
 the compiled reader reads (`cifar-10-batches-bin/`, `cifar-100-binary/`), beside it.
 
-The pickles are md5-checked against torchvision's own table before they are unpickled (an
-unpickled file can run code); the binary folder is written into a hidden temporary folder and
-renamed into place when complete, with a manifest of its files' digests (ltfast.integrity).
+The pickles are md5-checked against torchvision's own table before they are unpickled, and
+unpickled with a restricted unpickler that admits only what the official files hold (dicts,
+lists, str and bytes, and NumPy's array reconstruction): a crafted pickle cannot run code, with
+or without the md5 checks. Labels and class names are validated before the binary folder,
+written into a hidden scratch folder `.convert-PID-*`, is renamed into place with a manifest of
+its files' digests (ltfast.integrity); a scratch folder that a killed conversion left behind is
+removed by the next one.
 The python version's records are in the binary version's order, and its pixels in the same
 CHW byte order, so the conversion is a copy.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
+import importlib
+import os
 import pickle
 import shutil
 import sys
@@ -31,8 +39,10 @@ class PythonVersion:
     folder: str  # torchvision's folder
     batches: dict[str, str]  # pickle -> binary file
     label_keys: tuple[str, ...]  # the label columns of a binary record, in order
+    classes: tuple[int, ...]  # the number of classes of each label column
     meta: str  # the pickle of class names
     names: dict[str, str]  # key of the meta pickle -> binary version's text file
+    name_counts: dict[str, int]  # key of the meta pickle -> how many names it holds
     torchvision_class: type[torchvision.datasets.CIFAR10]  # holds the official md5s
 
     def official_md5(self) -> dict[str, str]:
@@ -50,19 +60,23 @@ VERSIONS = {
             "test_batch": "test_batch.bin",
         },
         label_keys=("labels",),
+        classes=(10,),
         meta="batches.meta",
         names={"label_names": "batches.meta.txt"},
+        name_counts={"label_names": 10},
         torchvision_class=torchvision.datasets.CIFAR10,
     ),
     "cifar-100-binary": PythonVersion(
         folder="cifar-100-python",
         batches={"train": "train.bin", "test": "test.bin"},
         label_keys=("coarse_labels", "fine_labels"),
+        classes=(20, 100),
         meta="meta",
         names={
             "coarse_label_names": "coarse_label_names.txt",
             "fine_label_names": "fine_label_names.txt",
         },
+        name_counts={"coarse_label_names": 20, "fine_label_names": 100},
         torchvision_class=torchvision.datasets.CIFAR100,
     ),
 }
@@ -83,14 +97,24 @@ def convert(root: Path, binary_folder: str, check_integrity: bool = True) -> Pat
     source, target = root / version.folder, root / binary_folder
     if check_integrity:
         _check_md5(source, version)
-    scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=root))
+    batches = {name: _read_batch(source / name, version) for name in version.batches}
+    names = _read_names(source / version.meta, version)
+    _remove_stale_scratch(root)
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=root))
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        raise ConversionError(
+            f"{root} cannot be written ({error.strerror}), so {source} (torchvision's python "
+            f"version) cannot be converted beside it into {target.name}/. Copy {source} into a "
+            f"writable folder and pass that folder as root: the converted copy goes there"
+        ) from None
     try:
         written = scratch / binary_folder
         written.mkdir()
         for name, binary in version.batches.items():
-            images, labels = _read_batch(source / name, version.label_keys)
-            write_records(written / binary, images, labels)
-        names = _read_names(source / version.meta, version.names)
+            write_records(written / binary, *batches[name])
         for key, filename in version.names.items():
             (written / filename).write_text("".join(f"{name}\n" for name in names[key]))
         write_manifest(written, list(version.batches.values()))
@@ -120,10 +144,72 @@ def _check_md5(source: Path, version: PythonVersion) -> None:
             )
 
 
+SCRATCH = ".convert-"
+
+
+def _remove_stale_scratch(root: Path) -> None:
+    """Removes the scratch folders of conversions whose process has gone (killed part-way);
+    a live process's conversion is left alone."""
+    for folder in root.glob(f"{SCRATCH}*"):
+        pid = folder.name[len(SCRATCH) :].split("-", 1)[0]
+        if folder.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def _numpy_function(module: str, name: str):
+    """NumPy's array reconstruction under NumPy 2's module name or NumPy 1's."""
+    for prefix in ("numpy._core", "numpy.core"):
+        try:
+            return getattr(importlib.import_module(f"{prefix}.{module}"), name)
+        except (ImportError, AttributeError):
+            continue
+    raise pickle.UnpicklingError(f"NumPy has no {module}.{name}")
+
+
+# The globals a CIFAR pickle may name: NumPy's array reconstruction (protocol 2, as in the
+# official files, and protocol 5's buffer form) and protocol 2's spelling of bytes in Python 3
+# (codecs' encode of a str, which calls nothing else), keyed by module (numpy.core and
+# numpy._core submodules by their last part) and name.
+ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): lambda: codecs.encode,
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("multiarray", "_reconstruct"): lambda: _numpy_function("multiarray", "_reconstruct"),
+    ("numeric", "_frombuffer"): lambda: _numpy_function("numeric", "_frombuffer"),
+}
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles what the official CIFAR pickles hold and nothing else: built-in containers,
+    strings and numbers (which need no global), and NumPy arrays. Every other global a pickle
+    names (a function to call, a class to build) is refused by name before anything runs."""
+
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if module.startswith(("numpy.core.", "numpy._core.")):
+            key = (module.rsplit(".", 1)[1], name)
+        if key not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which a CIFAR pickle never holds: refused without "
+                f"running it; only NumPy arrays, lists, dicts, str and bytes are read"
+            )
+        return ALLOWED_GLOBALS[key]()
+
+
 def _load(path: Path) -> dict:
     try:
         with open(path, "rb") as file:
-            found = pickle.load(file, encoding="latin1")
+            found = CifarUnpickler(file, encoding="latin1").load()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path.parent} is incomplete: it has no {path.name}") from None
     except Exception as error:  # unpickling raises many types
@@ -133,7 +219,9 @@ def _load(path: Path) -> dict:
     return found
 
 
-def _read_batch(path: Path, label_keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _read_batch(path: Path, version: PythonVersion) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's images (N, 3072) and labels (N, columns), each label in its class range."""
+    label_keys = version.label_keys
     batch = _load(path)
     missing = [k for k in ("data", *label_keys) if k not in batch]
     if missing:
@@ -144,16 +232,32 @@ def _read_batch(path: Path, label_keys: tuple[str, ...]) -> tuple[np.ndarray, np
         raise ConversionError(
             f"{path}: data must be uint8 (N, 3072), got {images.dtype} {images.shape}"
         )
-    if len(labels) != len(images) or labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
+    if labels.dtype.kind not in "iu" or labels.ndim != 2 or len(labels) != len(images):
         raise ConversionError(
-            f"{path}: {len(labels)} labels for {len(images)} images, or not bytes"
+            f"{path}: {len(labels)} labels for {len(images)} images, or labels that are not "
+            f"integers ({labels.dtype})"
         )
-    return images, labels
+    for column, (key, classes) in enumerate(zip(label_keys, version.classes, strict=True)):
+        bad = np.flatnonzero((labels[:, column] < 0) | (labels[:, column] >= classes))
+        if bad.size:
+            raise ConversionError(
+                f"{path}: {key}[{bad[0]}] is {labels[bad[0], column]}, outside 0..{classes - 1} "
+                f"({bad.size} such labels); this is not a CIFAR batch"
+            )
+    return images, labels.astype(np.uint8)
 
 
-def _read_names(path: Path, keys: dict[str, str]) -> dict[str, list[str]]:
+def _read_names(path: Path, version: PythonVersion) -> dict[str, list[str]]:
+    """The class names of each label column, as many as its classes, one line each."""
     meta = _load(path)
-    missing = [k for k in keys if not isinstance(meta.get(k), list)]
+    missing = [k for k in version.names if not isinstance(meta.get(k), list)]
     if missing:
         raise ConversionError(f"{path} lacks the class names {', '.join(missing)}")
-    return {k: [str(name) for name in meta[k]] for k in keys}
+    names = {k: [str(name) for name in meta[k]] for k in version.names}
+    for key, found in names.items():
+        expected = version.name_counts[key]
+        if len(found) != expected or any(not n or "\n" in n for n in found):
+            raise ConversionError(
+                f"{path}: {key} must be {expected} non-empty one-line names, got {len(found)}"
+            )
+    return names
