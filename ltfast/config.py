@@ -165,6 +165,86 @@ def _size_problem(c: TrainConfig) -> tuple[str, str] | None:
     )
 
 
+# The options of every method, checked whatever --loss and --stage2 select (a config file is
+# reused with other methods): (low, high, low included). Beyond these bounds a run cannot
+# train: the logits overflow (s, tau), the gradient vanishes (gamma) or the margins exceed
+# the cosine range. The published settings sit well inside: gamma 0.5-2, s 30, max_m 0.5,
+# tau 1, classifier lr factor 0.2-0.5.
+METHOD_RANGES: dict[str, tuple[float, float, bool]] = {
+    "focal_gamma": (0.0, 10.0, True),
+    "ldam_s": (0.0, 100.0, False),
+    "ldam_max_m": (0.0, 2.0, False),
+    "logit_tau": (-10.0, 10.0, True),
+    "eval_logit_tau": (-10.0, 10.0, True),
+    "classifier_lr_factor": (0.0, 10.0, False),
+}  # the label-smoothing pair: by label_aware_epsilons, in _method_problems
+# Which setting an option needs to have any effect: (field, the values that use it).
+NEEDS: dict[str, tuple[str, tuple[object, ...]]] = {
+    "focal_gamma": ("loss", ("focal",)),
+    "ldam_s": ("loss", ("ldam",)),
+    "ldam_max_m": ("loss", ("ldam",)),
+    "logit_tau": ("loss", ("logit_adjusted",)),
+    "reweight_beta": ("reweight", ("class_balanced",)),
+    "reweight_start_epoch": ("reweight", ("inverse", "class_balanced")),
+    "classifier_lr_factor": ("stage2", ("mislas",)),
+    "pb_convention": ("sampler", ("pb",)),
+    "mixup_off_epochs": ("mixup_alpha", ()),  # any alpha > 0: handled below
+    "workers": ("loader", ("torch",)),
+}
+
+
+def _range_problems(c: TrainConfig) -> dict[str, str]:
+    found = {}
+    for name, (low, high, low_included) in METHOD_RANGES.items():
+        value = getattr(c, name)
+        if not math.isfinite(value):
+            continue  # named by _finite_problems
+        above_low = value >= low if low_included else value > low
+        if not (above_low and value <= high):
+            bracket = "[" if low_included else "("
+            found[name] = f"must be in {bracket}{low:g}, {high:g}], got {value:g}"
+    return found
+
+
+def inert_options(c: TrainConfig) -> list[str]:
+    """Options set away from their defaults that the chosen methods do not use, as warnings."""
+    defaults = TrainConfig()
+    found = []
+    for name, (needs, values) in NEEDS.items():
+        if getattr(c, name) == getattr(defaults, name):
+            continue
+        used = c.mixup_alpha > 0 if needs == "mixup_alpha" else getattr(c, needs) in values
+        if not used:
+            wanted = (
+                "--mixup-alpha > 0"
+                if needs == "mixup_alpha"
+                else (f"--{needs.replace('_', '-')} {' or '.join(map(str, values))}")
+            )
+            found.append(
+                f"--{name.replace('_', '-')} {getattr(c, name)} has no effect without {wanted}"
+            )
+    return found
+
+
+def divergence_suspects(c: TrainConfig) -> list[str]:
+    """The options that can make this run's loss non-finite, for the message that says so."""
+    suspects = [f"--lr {c.lr:g}"]
+    suspects += {
+        "ldam": [f"--ldam-s {c.ldam_s:g}", f"--ldam-max-m {c.ldam_max_m:g}"],
+        "focal": [f"--focal-gamma {c.focal_gamma:g}"],
+        "logit_adjusted": [f"--logit-tau {c.logit_tau:g}"],
+    }.get(c.loss, [])
+    if c.reweight != "none":
+        suspects.append(f"--reweight {c.reweight}")
+    if c.mixup_alpha > 0:
+        suspects.append(f"--mixup-alpha {c.mixup_alpha:g}")
+    if c.label_smoothing > 0:
+        suspects.append(f"--label-smoothing {c.label_smoothing:g}")
+    if c.label_smoothing_head > 0 or c.label_smoothing_tail > 0:
+        suspects.append("--label-smoothing-head / --label-smoothing-tail")
+    return suspects
+
+
 def _method_problems(c: TrainConfig) -> dict[str, str]:
     """The loss, weighting and smoothing settings, checked by the components themselves on
     a two-class example, and the pairs that do not compose."""
@@ -259,7 +339,7 @@ def problems(config: TrainConfig) -> list[str]:
         "device": None
         if DEVICE.fullmatch(c.device)
         else f"must be auto, cpu, cuda or cuda:N (N a GPU number), got {c.device!r}",
-        "seed": None if c.seed >= 0 else f"must be >= 0, got {c.seed}",
+        "seed": None if 0 <= c.seed < 2**63 else f"must be in [0, 2**63), got {c.seed}",
         "subset_seed": None
         if 0 <= c.subset_seed < 2**32
         else f"must be in [0, 2**32), got {c.subset_seed}",
@@ -283,6 +363,7 @@ def problems(config: TrainConfig) -> list[str]:
     if c.lr_schedule == "cosine" and c.warmup_epochs >= c.epochs:
         checks["warmup_epochs"] = f"must be below epochs ({c.epochs}) for a cosine schedule"
     checks.update(_method_problems(c))
+    checks.update(_range_problems(c))
     checks.update(_stage_problems(c))
     if c.tensorboard and importlib.util.find_spec("tensorboard") is None:
         checks["tensorboard"] = "the tensorboard package is not installed (pip install tensorboard)"
@@ -338,6 +419,12 @@ def _field_type(f: dataclasses.Field) -> type:
     return kinds[0] if kinds else hint
 
 
+def is_text_field(name: str) -> bool:
+    """Whether config field `name` holds a string (a path, a name)."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    return name in fields and _field_type(fields[name]) is str
+
+
 def _optional(f: dataclasses.Field) -> bool:
     return type(None) in typing.get_args(typing.get_type_hints(TrainConfig)[f.name])
 
@@ -360,6 +447,10 @@ def _coerce(name: object, value):
 def _coerce_scalar(name: str, kind: type, value):
     if kind is bool and not isinstance(value, bool):
         raise ValueError(f"{name}: expected true or false, got {value!r}")
+    if kind is float and isinstance(value, str):
+        value = _number(name, value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+    if kind is int and isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        value = int(value)  # a quoted integer
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{name}: expected an integer, got {value!r}")
     if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -369,12 +460,47 @@ def _coerce_scalar(name: str, kind: type, value):
     return kind(value)
 
 
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}: expected a number, got {text!r}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice is an error naming both lines
+    (PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice, on lines {seen[key]} and {line}"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str):
+    """YAML as ltfast reads config files: safe, and with no key given twice."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds no Python objects
+
+
+# Any token that starts like a number is a value, not a flag: argparse's own rule misses
+# exponents (-1e30) and lists (-1,0).
+NEGATIVE_NUMBER = re.compile(r"^-\.?\d")
+
+
 def parser() -> argparse.ArgumentParser:
     args = argparse.ArgumentParser(
         prog="python -m ltfast.train",
         description="Train a CIFAR ResNet on long-tailed CIFAR. Precedence: defaults < "
         "--config YAML < command-line flags.",
     )
+    args._negative_number_matcher = NEGATIVE_NUMBER  # (private, stable since Python 3.2)
     args.add_argument("--config", type=user_path, help="YAML file of config fields")
     args.add_argument("--resume", type=user_path, help="run folder or checkpoint to continue")
     for f in dataclasses.fields(TrainConfig):
@@ -409,7 +535,7 @@ def load_yaml(path: Path) -> dict:
     if path.is_dir():
         raise ValueError(f"config file {path} is a folder; --config takes a YAML file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = parse_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {path} does not exist") from None
     except UnicodeDecodeError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ltfast.config import user_path
+from ltfast.config import NEGATIVE_NUMBER, user_path
 from ltfast.datasets import DatasetError
 from ltfast.evaluation import Trained, open_trained
 from ltfast.report import GROUPS_NOTE, figures_table, per_class_table
@@ -23,6 +23,7 @@ OVERRIDES = ("data_root", "device", "eval_logit_tau")
 
 def add_checkpoint_arguments(args: argparse.ArgumentParser) -> None:
     """The arguments ltfast.evaluate and ltfast.tau_norm share."""
+    args._negative_number_matcher = NEGATIVE_NUMBER  # --eval-logit-tau -1e30, --taus -1,0
     args.add_argument(
         "checkpoint", type=user_path, help="a run folder (its last.pt) or a checkpoint file"
     )

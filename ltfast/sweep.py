@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm.auto import tqdm
 
-from ltfast.config import from_mapping, load_yaml, resolve, user_path
+from ltfast.config import from_mapping, is_text_field, load_yaml, parse_yaml, resolve, user_path
 from ltfast.parent import child_environment
 from ltfast.run_folder import SUMMARY, RunFolder, SweepFolder
 
@@ -101,7 +100,7 @@ def override_flags(overrides: dict[str, Any]) -> list[str]:
         elif isinstance(value, list):
             flags += [flag, *map(str, value)]
         else:
-            flags += [flag, str(value)]
+            flags.append(f"{flag}={value}")  # one token: a value like -1e30 is no flag
     return flags
 
 
@@ -112,7 +111,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         name, sep, text = pair.partition("=")
         if not sep:
             raise ValueError(f"--set takes FIELD=VALUE, got {pair!r}")
-        values[name.strip()] = yaml.safe_load(text)
+        name = name.strip().replace("-", "_")
+        # A text field takes the text as written: YAML would read `~` as null, `1e3` as text.
+        values[name] = text if is_text_field(name) else parse_yaml(text)
     checked = from_mapping(values, "--set")
     for name in ("out", "seed", "config", "resume", "init_from"):
         if name in checked:

@@ -26,7 +26,15 @@ from tqdm.auto import tqdm
 
 import ltfast
 from ltfast import checkpoint, distributed, evaluation, kernels
-from ltfast.config import TrainConfig, from_mapping, incompatibilities, parser, resolve
+from ltfast.config import (
+    TrainConfig,
+    divergence_suspects,
+    from_mapping,
+    incompatibilities,
+    inert_options,
+    parser,
+    resolve,
+)
 from ltfast.datasets import DatasetError
 from ltfast.distributed import World, pick_device
 from ltfast.download import DownloadError
@@ -192,7 +200,7 @@ class Trainer:
         bar.close()
         self.train_s += time.perf_counter() - start
         mean_loss = self.mean_of(self.loss_sum) * self.world.size / max(self.seen, 1)
-        check_finite(mean_loss, epoch, None)
+        check_finite(mean_loss, epoch, None, config)
         return {
             "train_loss": mean_loss,
             "images_per_s": self.seen / self.train_s,
@@ -209,7 +217,7 @@ class Trainer:
         both = torch.stack([loss, loss.new_tensor(float(self.stop_requested))])
         both = distributed.all_sum(both, self.world).cpu()
         mean_loss = both[0].item() / self.world.size
-        check_finite(mean_loss, self.epoch, step)
+        check_finite(mean_loss, self.epoch, step, self.config)
         bar.set_postfix(loss=f"{mean_loss:.3f}")
         return both[1].item() > 0
 
@@ -264,12 +272,13 @@ class Trainer:
         return record
 
 
-def check_finite(loss: float, epoch: int, step: int | None) -> None:
+def check_finite(loss: float, epoch: int, step: int | None, config: TrainConfig) -> None:
     if not math.isfinite(loss):
         where = f"epoch {epoch + 1}" + ("" if step is None else f", step {step}")
         raise FloatingPointError(
-            f"the training loss is {loss} at {where}: the run diverged. Lower --lr, or check "
-            f"the data and --label-smoothing / --mixup-alpha"
+            f"the training loss is {loss} at {where}: the run diverged. The options of this "
+            f"run that can cause it: {', '.join(divergence_suspects(config))}; lower --lr "
+            f"first, or check the data"
         )
 
 
@@ -529,6 +538,8 @@ def main(argv: list[str] | None = None) -> dict | None:
             config, resume = resolve(flags, namespace.config), None
     except (ValueError, OSError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
+    for warning in inert_options(config):
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         return train(config, resume)
     except UsageError as error:
