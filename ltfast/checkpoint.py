@@ -105,6 +105,11 @@ def locate(path: Path) -> Path:
     found = path / LAST if path.is_dir() else path
     if found.is_file():
         return found
+    if found.exists() or found.is_symlink():  # a device, a folder, a broken link
+        raise ValueError(
+            f"{found} is not a readable checkpoint: not a regular file (a device, a folder or "
+            f"a broken link). Move it away; a run folder's metrics.jsonl keeps its epochs"
+        )
     if path.is_dir() and RunFolder(path).is_run():
         raise FileNotFoundError(
             f"{path} holds a run that stopped before its first checkpoint: there is nothing to "

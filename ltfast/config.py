@@ -286,13 +286,21 @@ def _stage_problems(c: TrainConfig) -> dict[str, str]:
             f"--stage2 {c.stage2} retrains the classifier of a trained model: pass --init-from "
             f"RUN_DIR"
         )
+    if c.init_from and c.out.strip():
+        start, out = Path(c.init_from).expanduser().resolve(), Path(c.out).expanduser().resolve()
+        if out == (start.parent if start.is_file() else start):
+            found["init_from"] = (
+                f"{c.init_from} is in --out {c.out}: the new run would replace the stage-1 run "
+                f"it starts from. Choose another --out"
+            )
     if c.shift_bn and c.stage2 == "none":
         found["shift_bn"] = "--shift-bn applies to a frozen backbone: it needs --stage2"
     return found
 
 
-def problems(config: TrainConfig) -> list[str]:
-    """Every invalid field, as 'field: what is wrong'."""
+def problems(config: TrainConfig, writing: bool = True) -> list[str]:
+    """Every invalid field, as 'field: what is wrong'; `writing=False` for a config that
+    writes no run folder (one read to evaluate a saved model)."""
     c = config
     checks = {
         "dataset": _choice(c.dataset, DATASETS),
@@ -343,7 +351,11 @@ def problems(config: TrainConfig) -> list[str]:
         "subset_seed": None
         if 0 <= c.subset_seed < 2**32
         else f"must be in [0, 2**32), got {c.subset_seed}",
-        "out": writable_folder_problem(Path(c.out)) if c.out.strip() else "must name a folder",
+        "out": "must name a folder"
+        if not c.out.strip()
+        else writable_folder_problem(Path(c.out))
+        if writing
+        else None,
         "data_root": "must name a folder"
         if not c.data_root.strip()
         else f"{c.data_root} is a file; --data-root takes a folder"
@@ -569,9 +581,12 @@ def _renamed(key: object, value: object) -> tuple[object, object]:
 
 
 def resolve(
-    flags: dict, yaml_path: Path | None = None, base: TrainConfig | None = None
+    flags: dict,
+    yaml_path: Path | None = None,
+    base: TrainConfig | None = None,
+    writing: bool = True,
 ) -> TrainConfig:
-    """`base` (defaults), updated by the YAML file, then by `flags`; checked."""
+    """`base` (defaults), updated by the YAML file, then by `flags`; checked (see problems)."""
     values = dataclasses.asdict(base or TrainConfig())
     if yaml_path is not None:
         values.update(load_yaml(yaml_path))
@@ -580,7 +595,7 @@ def resolve(
         values[name] = str(user_path(values[name])) if values[name].strip() else ""
     values["init_from"] = str(user_path(values["init_from"])) if values["init_from"] else ""
     config = TrainConfig(**values)
-    found = problems(config)
+    found = problems(config, writing)
     if found:
         raise ValueError("invalid configuration:\n  " + "\n  ".join(found))
     return config

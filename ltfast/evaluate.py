@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ltfast import checkpoint
 from ltfast.config import NEGATIVE_NUMBER, user_path
 from ltfast.datasets import DatasetError
 from ltfast.evaluation import Trained, open_trained
@@ -46,12 +47,16 @@ def evaluation_markdown(trained: Trained, report: dict) -> str:
     if "adjusted" in report:
         rows.append((f"post-hoc adjusted, tau {report['adjusted']['tau']:g}", report["adjusted"]))
     config = trained.config
+    epoch, step = trained.position
+    unfinished = (epoch, step) != (config.epochs, 0)
+    where = f"unfinished: epoch {epoch + 1}, step {step} of {config.epochs} epochs"
     lines = [
         "# ltfast evaluation",
         "",
         f"{trained.source}: {config.model} ({config.classifier} classifier, stage2 "
         f"{config.stage2}) on {config.dataset}-LT, imbalance {1 / config.imb_factor:g}; "
-        f"{len(trained.test_set)} test images.",
+        f"{len(trained.test_set)} test images"
+        + (f"; {where}." if unfinished else f", after {epoch} epochs."),
         "",
         GROUPS_NOTE,
         "",
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     namespace = args.parse_args(argv)
     try:
         if namespace.out is not None:
-            check_output_folder(namespace.out, EVALUATION_FILES, namespace.overwrite)
+            own = checkpoint.locate(namespace.checkpoint).parent
+            check_output_folder(namespace.out, EVALUATION_FILES, namespace.overwrite, own)
         trained = open_trained(namespace.checkpoint, overrides_of(namespace))
         report = trained.evaluate(logit_tau=trained.config.eval_logit_tau)
     except (ValueError, OSError, DatasetError) as error:

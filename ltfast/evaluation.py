@@ -96,6 +96,7 @@ class Trained:
     train_set: CIFAR10
     test_set: CIFAR10
     source: Path  # the checkpoint file
+    position: tuple[int, int] = (0, 0)  # (epochs done, steps of the next): where it stopped
 
     @property
     def device(self) -> torch.device:
@@ -135,7 +136,8 @@ def open_trained(path: Path, overrides: dict) -> Trained:
     state = checkpoint.load(source)
     saved = TrainConfig(**from_mapping(state["config"], f"the config in {source}"))
     saved = dataclasses.replace(saved, overwrite=False)
-    config = resolve({"out": str(source.parent), **overrides}, base=saved)
+    # Nothing is written to the run folder: a run on a read-only mount can be evaluated.
+    config = resolve({"out": str(source.parent), **overrides}, base=saved, writing=False)
     train_set, test_set = load_data(dataclasses.replace(config, download=False))
     device = pick_device(config.device, World())
     model, _ = make_model(config, len(train_set.class_counts), device, start_from_init=False)
@@ -143,4 +145,4 @@ def open_trained(path: Path, overrides: dict) -> Trained:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
         raise ValueError(f"{source} does not fit the model its config describes: {error}") from None
-    return Trained(config, model, train_set, test_set, source)
+    return Trained(config, model, train_set, test_set, source, (state["epoch"], state["step"]))

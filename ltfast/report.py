@@ -321,7 +321,8 @@ def write_report(folders: list[Path], out: Path, overwrite: bool = False) -> lis
     a folder that is not a run folder are replaced only with `overwrite`."""
     runs = [read_run(folder) for folder in folders]
     out = Path(out).expanduser()
-    run_folder.check_output_folder(out, REPORT_FILES, overwrite)
+    own = Path(folders[0]) if len(folders) == 1 else None  # a run's own report
+    run_folder.check_output_folder(out, REPORT_FILES, overwrite, own)
     out.mkdir(parents=True, exist_ok=True)
     plots = have_matplotlib()
     if not plots:

@@ -101,18 +101,22 @@ def writable_folder_problem(path: Path) -> str | None:
     return None
 
 
-def check_output_folder(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
-    """Refuses an --out folder that cannot be written, or that is not a run folder and
-    already holds one of the files `names` (replaced only with `overwrite`)."""
+def check_output_folder(
+    out: Path, names: tuple[str, ...], overwrite: bool, own: Path | None = None
+) -> None:
+    """Refuses an --out folder that cannot be written, or that already holds one of the files
+    `names` (replaced only with `overwrite`) unless it is `own`: the run folder whose own
+    report or evaluation these files are. Another run's folder is someone else's files too."""
     if problem := writable_folder_problem(out):
         raise RunFolderError(f"out: {problem}")
-    if overwrite or (out.is_dir() and RunFolder(out).is_run()):
+    if overwrite or (own is not None and out.resolve() == own.resolve()):
         return
     existing = [name for name in names if (out / name).exists()]
     if existing:
+        whose = "another run's " if out.is_dir() and RunFolder(out).is_run() else ""
         raise RunFolderError(
-            f"out: {out} already holds {', '.join(existing)}; pass --overwrite to replace "
-            f"them, or choose another --out"
+            f"out: {out} already holds {whose}{', '.join(existing)}; pass --overwrite to "
+            f"replace them, or choose another --out"
         )
 
 

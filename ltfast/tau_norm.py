@@ -21,7 +21,12 @@ from ltfast.datasets import DatasetError
 from ltfast.evaluate import add_checkpoint_arguments, overrides_of
 from ltfast.evaluation import Trained, open_trained
 from ltfast.report import GROUPS, GROUPS_NOTE, figures_table, have_matplotlib, per_class_table
-from ltfast.run_folder import TAU_NORM_FILES, RunFolder, check_output_folder
+from ltfast.run_folder import (
+    TAU_NORM_FILES,
+    RunFolder,
+    check_output_folder,
+    writable_folder_problem,
+)
 from ltfast.stages import tau_normalised
 
 
@@ -109,8 +114,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     namespace = args.parse_args(argv)
     try:
         trained = open_trained(namespace.checkpoint, overrides_of(namespace))
-        out = namespace.out or trained.source.parent
-        check_output_folder(out, TAU_NORM_FILES, namespace.overwrite)
+        own = trained.source.parent
+        out = namespace.out or own
+        if namespace.out is None and (problem := writable_folder_problem(out)):
+            raise ValueError(f"{problem}: pass --out DIR to write the tau-norm report elsewhere")
+        check_output_folder(out, TAU_NORM_FILES, namespace.overwrite, own)
         tau_normalised(trained.model.classifier, 0.0)  # refuses what is not linear
         reports = tau_norm_reports(trained, namespace.taus, namespace.quiet)
     except (ValueError, OSError, DatasetError) as error:
