@@ -32,6 +32,26 @@ def _targets(targets: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
     return array.astype(np.int64)
 
 
+# More classes than any long-tail benchmark has (iNaturalist: 8,142; ImageNet-21k: 21,841): a
+# label beyond this is a stray value, which would otherwise allocate per-class tables of its
+# size (10**9 classes: gigabytes).
+MAX_CLASSES = 1_000_000
+
+
+def _inferred_classes(targets: np.ndarray) -> int:
+    """The class count the labels imply (max + 1), refusing negative and stray labels."""
+    low, high = int(targets.min()), int(targets.max())
+    for value in (low, high):
+        if not 0 <= value < MAX_CLASSES:
+            position = int(np.flatnonzero(targets == value)[0])
+            raise ValueError(
+                f"label {value} at position {position} is out of range: labels must be in "
+                f"0..num_classes-1 (and below {MAX_CLASSES:,}); pass num_classes to say how "
+                f"many classes there are"
+            )
+    return high + 1
+
+
 def balanced_probabilities(counts: np.ndarray, q: float) -> np.ndarray:
     """p_j = n_j**q / sum_i n_i**q over the classes that have samples; 0 for empty classes."""
     if not 0 <= real("q", q) <= 1:
@@ -103,8 +123,15 @@ class EpochSampler(Sampler[int]):
         return {"seed": self.seed, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.seed = int(state["seed"])
+        """Restores what state_dict() returned: {"seed": int, "epoch": int}, checked."""
+        if not isinstance(state, dict) or set(state) != {"seed", "epoch"}:
+            keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"a sampler state is {{'seed': int, 'epoch': int}}, got {keys}")
+        seed = integer("seed", state["seed"], 0)
+        if seed >= 2**63:
+            raise ValueError(f"seed must be below 2**63, got {seed}")
         self.set_epoch(state["epoch"])
+        self.seed = seed
 
 
 class ShuffleSampler(EpochSampler):
@@ -141,8 +168,10 @@ class _ClassSampler(EpochSampler):
     ):
         targets = _targets(targets)
         if num_classes is None:
-            num_classes = int(targets.max()) + 1
+            num_classes = _inferred_classes(targets)
         num_classes = integer("num_classes", num_classes, 1)
+        if num_classes > MAX_CLASSES:
+            raise ValueError(f"num_classes must be at most {MAX_CLASSES:,}, got {num_classes:,}")
         self.counts = class_counts(targets, num_classes)
         self._index = ClassIndex(targets, num_classes)
         super().__init__(

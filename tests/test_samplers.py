@@ -185,3 +185,41 @@ def test_numpy_integers_are_integers():
     sampler = ProgressiveBalancedSampler(np.array(TARGETS), np.int64(3), seed=np.uint32(4))
     sampler.set_epoch(np.int64(2))
     assert sampler.epoch == 2 and sampler.seed == 4 and len(sampler.indices()) == len(TARGETS)
+
+
+@pytest.mark.parametrize("kind", [ClassBalancedSampler, ProgressiveBalancedSampler])
+@pytest.mark.parametrize("stray", [10**7, 10**9, -3])
+def test_a_stray_label_is_named_without_allocating_for_it(kind, stray):
+    import tracemalloc
+
+    targets = np.array([0, 1, 2, stray, 1])
+    args = (targets, 3) if kind is ProgressiveBalancedSampler else (targets,)
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=rf"label {stray} at position 3"):
+        kind(*args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000  # no per-class table of the stray label's size
+    with pytest.raises(ValueError, match=rf"label {stray} at position 3 is out of range for 3"):
+        kind(*args, num_classes=3)
+    with pytest.raises(ValueError, match="num_classes must be at most 1,000,000"):
+        kind(targets.clip(0, 2), *args[1:], num_classes=10**9)
+
+
+def test_load_state_dict_checks_what_it_loads():
+    sampler = ClassBalancedSampler(TARGETS, seed=3)
+    sampler.set_epoch(4)
+    other = ClassBalancedSampler(TARGETS, seed=9)
+    other.load_state_dict(sampler.state_dict())
+    np.testing.assert_array_equal(other.indices(), sampler.indices())
+    for state, error in [
+        ({"seed": -1, "epoch": 0}, ValueError),
+        ({"seed": 2**64, "epoch": 0}, ValueError),
+        ({"seed": 1.5, "epoch": 0}, TypeError),
+        ({"seed": 1, "epoch": -2}, ValueError),
+        ({"seed": 1}, ValueError),
+        ([1, 2], ValueError),
+    ]:
+        with pytest.raises(error):
+            other.load_state_dict(state)
+    assert other.state_dict() == sampler.state_dict()  # a refused state changes nothing
