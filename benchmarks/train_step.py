@@ -71,6 +71,19 @@ def stepper(numerics: Numerics, counts, loss_name: str = "ce", compiled: bool = 
     return step, model
 
 
+def device_loader(numerics: Numerics, images, targets, batch_size: int, augment: bool):
+    """ltfast's loader, handing batches in `numerics`' dtype and memory format."""
+    return DeviceLoader(
+        images,
+        targets,
+        batch_size,
+        numerics.device,
+        augment=augment,
+        dtype=numerics.batch_dtype,
+        channels_last=numerics.channels_last,
+    )
+
+
 def endless(make_epoch):
     """Batches across epoch boundaries, so a timed run never pays for an epoch's start twice."""
     for epoch in itertools.count():
@@ -97,14 +110,7 @@ def training_rows(dataset, device: torch.device, args) -> list[Row]:
     default = Numerics(device, resolve_precision("auto", device))
 
     def device_epochs(numerics: Numerics):
-        loader = DeviceLoader(
-            *dataset.tensors(),
-            128,
-            device,
-            True,
-            dtype=numerics.batch_dtype,
-            channels_last=numerics.channels_last,
-        )
+        loader = device_loader(numerics, *dataset.tensors(), 128, augment=True)
 
         def epoch(number: int):
             sampler.set_epoch(number % 200)
@@ -174,16 +180,7 @@ def evaluation_rows(test_set, counts, device: torch.device, args) -> list[Row]:
     """The test split evaluated as ltfast does it (`counts`: the training class sizes, for the
     many / medium / few groups), and as the field's loop does."""
     default = Numerics(device, resolve_precision("auto", device))
-    images, targets = test_set.tensors()
-    loader = DeviceLoader(
-        images,
-        targets,
-        TEST_BATCH,
-        device,
-        augment=False,
-        dtype=default.batch_dtype,
-        channels_last=default.channels_last,
-    )
+    loader = device_loader(default, *test_set.tensors(), TEST_BATCH, augment=False)
     _, model = stepper(default, counts)
 
     def ltfast_evaluation() -> None:
@@ -242,14 +239,7 @@ def print_profile(dataset, device: torch.device, steps: int) -> None:
 
     numerics = Numerics(device, resolve_precision("auto", device))
     step, _ = stepper(numerics, dataset.class_counts)
-    loader = DeviceLoader(
-        *dataset.tensors(),
-        128,
-        device,
-        True,
-        dtype=numerics.batch_dtype,
-        channels_last=numerics.channels_last,
-    )
+    loader = device_loader(numerics, *dataset.tensors(), 128, augment=True)
     batches = endless(lambda epoch: loader.batches(None, epoch))
     run = timed_steps(batches, step, steps, numerics)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
