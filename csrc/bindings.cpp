@@ -6,8 +6,11 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "record_reader.hpp"
@@ -143,10 +146,47 @@ py::array_t<std::int64_t> to_array(const std::vector<std::int64_t>& values) {
     return py::array_t<std::int64_t>(static_cast<py::ssize_t>(values.size()), values.data());
 }
 
+// Bytes from the file system (a path, or a message naming one) as Python spells them:
+// os.fsdecode's surrogate escapes keep a file name that is not UTF-8 intact.
+py::str fs_text(const std::string& bytes) {
+    return py::reinterpret_steal<py::str>(
+        PyUnicode_DecodeFSDefaultAndSize(bytes.data(), static_cast<py::ssize_t>(bytes.size())));
+}
+
 py::list path_strings(py::handle self) {
     py::list result;
-    for (const auto& path : reader_of(self).paths()) result.append(path.string());
+    for (const auto& path : reader_of(self).paths()) result.append(fs_text(path.native()));
     return result;
+}
+
+// What a pickled reader carries: its paths, label bytes and each file's (size, mtime_ns)
+// when it was opened, so that unpickling notices a file that changed in between.
+py::tuple reader_state(py::handle self) {
+    py::list stamps;
+    for (const auto& stamp : reader_of(self).stamps()) {
+        stamps.append(py::make_tuple(stamp.size, stamp.mtime_ns));
+    }
+    return py::make_tuple(path_strings(self), reader_of(self).label_bytes(), stamps);
+}
+
+RecordReader reader_from_state(const py::tuple& state) {
+    if (state.size() != 2 && state.size() != 3) {
+        throw py::value_error("not a pickled RecordReader state");
+    }
+    RecordReader reader(state[0].cast<std::vector<std::filesystem::path>>(), state[1].cast<int>());
+    if (state.size() == 2) return reader;  // pickled by an older ltfast: no stamps
+    const auto stamps = state[2].cast<std::vector<std::pair<std::uintmax_t, std::int64_t>>>();
+    const auto now = reader.stamps();
+    const auto paths = reader.paths();
+    for (std::size_t i = 0; i < now.size() && i < stamps.size(); ++i) {
+        if (now[i].size != stamps[i].first || now[i].mtime_ns != stamps[i].second) {
+            throw ltfast::FileError(ESTALE, paths[i],
+                                    paths[i].string() +
+                                        " changed (size or modification time) since the reader "
+                                        "was pickled; open the dataset (or RecordReader) again");
+        }
+    }
+    return reader;
 }
 
 // A method of the reader behind `self`, checked by reader_of().
@@ -167,8 +207,12 @@ PYBIND11_MODULE(_ltfast, m) {
         } catch (const ltfast::FileError& e) {
             // OSError(errno, message, filename) picks the subclass (FileNotFoundError, ...).
             py::object error = py::reinterpret_borrow<py::object>(PyExc_OSError)(
-                e.errno_code, e.what(), e.path.string());
-            PyErr_SetObject(PyExc_OSError, error.ptr());
+                e.errno_code, fs_text(e.what()), fs_text(e.path.native()));
+            // Raised as its own type, so that it stays the same when it passes through
+            // pybind11 again (the __init__ wrapper below).
+            PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+        } catch (const std::invalid_argument& e) {
+            PyErr_SetObject(PyExc_ValueError, fs_text(e.what()).ptr());  // may name a file
         }
     });
 
@@ -217,12 +261,24 @@ threads=0 picks a thread count from the request size; the bytes never depend on 
                         std::to_string(r.size()) + " records, label_bytes=" +
                         std::to_string(r.label_bytes()) + ")";
              })
-        .def(py::pickle(
-            [](py::handle self) {
-                return py::make_tuple(path_strings(self), reader_of(self).label_bytes());
-            },
-            [](const py::tuple& state) {
-                return RecordReader(state[0].cast<std::vector<std::filesystem::path>>(),
-                                    state[1].cast<int>());
-            }));
+        .def(py::pickle(&reader_state, &reader_from_state));
+
+    // pybind11 silently ignores __init__ on an object it already built; a reader re-opened
+    // that way would keep its old files while its caller believes otherwise. Refuse instead.
+    py::object reader_class = m.attr("RecordReader");
+    py::object construct = reader_class.attr("__init__");
+    reader_class.attr("__init__") = py::cpp_function(
+        [construct](py::handle self, py::args args, py::kwargs kwargs) {
+            auto* instance = reinterpret_cast<py::detail::instance*>(self.ptr());
+            if (instance->get_value_and_holder().holder_constructed()) {
+                throw py::type_error(
+                    "this RecordReader is already open; __init__ cannot open other files in "
+                    "it: create a new RecordReader(paths, label_bytes)");
+            }
+            construct(self, *args, **kwargs);
+        },
+        // Not named __init__: pybind11 would treat it as a constructor and skip it for an
+        // object already built, which is what this wrapper is for.
+        py::is_method(reader_class), py::name("open"),
+        py::doc("RecordReader(paths, label_bytes=1), or RecordReader(path, label_bytes=1)"));
 }

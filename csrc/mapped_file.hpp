@@ -87,6 +87,7 @@ public:
     const std::filesystem::path& path() const noexcept { return path_; }
     const std::uint8_t* data() const noexcept { return data_; }
     std::size_t size() const noexcept { return static_cast<std::size_t>(stamp_.size); }
+    const FileStamp& stamp() const noexcept { return stamp_; }
 
     // Throws FileError (ESTALE) if the file was truncated, extended or rewritten since it was
     // mapped: reading a truncated map kills the process with SIGBUS, and a rewritten one

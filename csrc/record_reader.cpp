@@ -181,7 +181,9 @@ RecordReader::RecordReader(const std::vector<std::filesystem::path>& paths, int 
     if (paths.empty()) throw std::invalid_argument("RecordReader needs at least one file");
     files_.reserve(paths.size());
     for (const auto& path : paths) {
-        files_.emplace_back(path);
+        // Absolute: a reader pickled to a worker with another working directory still
+        // finds its files.
+        files_.emplace_back(std::filesystem::absolute(path));
         check_size(files_.back(), label_bytes);
         first_record_.push_back(records_.size());
         const std::size_t count = files_.back().size() / record_size();
@@ -211,6 +213,12 @@ void RecordReader::throw_bad_label(std::size_t record) const {
         bad_label(files_[file], local, "coarse label", coarse_labels_[record], 20);
     }
     bad_label(files_[file], local, "fine label", labels_[record], 100);
+}
+
+std::vector<FileStamp> RecordReader::stamps() const {
+    std::vector<FileStamp> result;
+    for (const auto& file : files_) result.push_back(file.stamp());
+    return result;
 }
 
 std::vector<std::filesystem::path> RecordReader::paths() const {

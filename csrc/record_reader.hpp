@@ -23,7 +23,9 @@ public:
     std::size_t size() const noexcept { return records_.size(); }
     int label_bytes() const noexcept { return label_bytes_; }
     std::size_t record_size() const noexcept { return label_bytes_ + kPixelBytes; }
-    std::vector<std::filesystem::path> paths() const;
+    std::vector<std::filesystem::path> paths() const;  // absolute, as opened
+    // Each file's size and modification time when it was opened (for a pickled reader).
+    std::vector<FileStamp> stamps() const;
 
     // The CIFAR-10 label, or CIFAR-100's fine label.
     const std::vector<std::int64_t>& labels() const noexcept { return labels_; }

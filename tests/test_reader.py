@@ -426,3 +426,64 @@ def test_real_cifar10_classes_and_channel_means(real_cifar10_root: Path):
     images = train.decode()
     means = images.reshape(len(train), 3, -1).mean(axis=(0, 2), dtype=np.float64) / 255
     np.testing.assert_allclose(means, [0.4914, 0.4822, 0.4465], atol=5e-5)
+
+
+# ----- names, working directories, re-opening and pickles ----------------------------------
+
+
+def test_a_file_name_that_is_not_utf8_works_everywhere(tmp_path, cifar10_files):
+    name = os.fsdecode(b"caf\xe9-\xff.bin")  # Latin-1 bytes: not UTF-8
+    path = tmp_path / name
+    path.write_bytes(cifar10_files[0].read_bytes())
+    reader = RecordReader([path])
+    assert reader.paths == [str(path)]
+    assert pickle.loads(pickle.dumps(reader)).paths == [str(path)]
+    path.write_bytes(path.read_bytes() + b"x")  # a size that is no whole number of records
+    with pytest.raises(ValueError, match="not a multiple of the 3073-byte") as error:
+        RecordReader([path])
+    assert str(path) in str(error.value)
+    with pytest.raises(FileNotFoundError) as missing:
+        RecordReader([tmp_path / os.fsdecode(b"\xff-gone.bin")])
+    assert missing.value.filename == str(tmp_path / os.fsdecode(b"\xff-gone.bin"))
+
+
+def test_relative_paths_survive_a_change_of_directory(tmp_path, cifar10_files, monkeypatch):
+    monkeypatch.chdir(cifar10_files[0].parent)
+    reader = RecordReader([p.name for p in cifar10_files])
+    assert reader.paths == [str(p) for p in cifar10_files]  # absolute
+    state = pickle.dumps(reader)
+    monkeypatch.chdir(tmp_path.parent)
+    np.testing.assert_array_equal(pickle.loads(state).decode(), reader.decode())
+
+
+def test_init_on_an_open_reader_is_refused(cifar10_files):
+    reader = RecordReader(cifar10_files[:1])
+    with pytest.raises(TypeError, match="already open"):
+        reader.__init__(cifar10_files[1:])
+    assert reader.paths == [str(cifar10_files[0])] and len(reader) == 41  # unchanged
+    fresh = RecordReader.__new__(RecordReader)
+    fresh.__init__(cifar10_files[1:])  # the first __init__ of an object still opens it
+    assert len(fresh) == 47
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: os.utime(p, ns=(1, 1)),  # same size, another modification time
+        lambda p: p.write_bytes(p.read_bytes() + p.read_bytes()[:3073]),  # one more record
+    ],
+    ids=["touched", "appended"],
+)
+def test_a_file_changed_between_pickling_and_unpickling_is_named(cifar10_files, change):
+    state = pickle.dumps(RecordReader(cifar10_files))
+    change(cifar10_files[1])
+    with pytest.raises(OSError, match=r"changed .* since the reader was pickled") as error:
+        pickle.loads(state)
+    assert error.value.errno == errno.ESTALE
+    assert error.value.filename == str(cifar10_files[1])
+
+
+def test_a_reader_pickled_by_an_older_ltfast_still_unpickles(cifar10_files):
+    reader = RecordReader.__new__(RecordReader)
+    reader.__setstate__(([str(p) for p in cifar10_files], 1))  # no stamps then
+    assert len(reader) == 88
