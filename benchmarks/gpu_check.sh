@@ -13,7 +13,7 @@ common=(--dataset synthetic --data-root "$out/data" --quiet --overwrite)
 
 python -m ltfast.train "${common[@]}" --epochs 5 --precision bf16 --out "$out/amp"
 python -m ltfast.train "${common[@]}" --epochs 3 --precision bf16 \
-  --config configs/cifar10_lt/ldam_drw.yaml --reweight-start-epoch 2 --mixup-alpha 1 --eval-logit-tau 1 --out "$out/ldam_drw"
+  --config configs/cifar10_lt/ldam_drw.yaml --reweight-start-epoch 2 --mix mixup --eval-logit-tau 1 --out "$out/ldam_drw"
 python -m ltfast.train "${common[@]}" --epochs 2 --precision bf16 --out "$out/resume"
 python -m ltfast.train --resume "$out/resume" --epochs 3 --quiet
 python -m ltfast.train "${common[@]}" --epochs 3 --precision bf16 --compile --out "$out/compile"

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from ltfast.augment.pipelines import CUTOUT_FILLS, PIPELINES
 from ltfast.longtail import IMB_TYPES, images_per_class
 from ltfast.losses import LOSSES, build_loss, label_aware_epsilons
+from ltfast.mixing import MIXERS
 from ltfast.models import CLASSIFIERS, MODELS
 from ltfast.numerics import MEMORY_FORMATS, PRECISIONS
 from ltfast.parts import DATASETS, loss_options
@@ -30,6 +32,7 @@ CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
 MAX_SYNTHETIC_SIZE = 5000  # CIFAR-10's size; generating it takes ~5 GB of memory at the peak
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 LOADERS = ("device", "torch")
+AUTOAUGMENT_POLICIES = ("cifar10", "imagenet", "svhn")
 
 
 def option(default, description: str):
@@ -61,11 +64,35 @@ class TrainConfig:
     )
     lr_decay: float = option(0.01, "factor applied at each milestone")
     lr_schedule: str = option(
-        "step", "step (warm-up, then x lr_decay at each milestone) or cosine (warm-up, then to 0)"
+        "step",
+        "step (warm-up, then x lr_decay from each milestone), cosine (warm-up, then to 0) or "
+        "paco (PaCo's: warm-up through epoch warmup_epochs, then x lr_decay after each milestone)",
+    )
+    # augmentation and batch mixing (SPEC sections 8.7 to 8.12)
+    augment: str = option(
+        "standard",
+        "after crop and flip: standard (nothing more), autoaugment or randaugment (torchvision's "
+        "policies, batched on the device)",
+    )
+    autoaugment_policy: str = option("cifar10", "AutoAugment's policy: cifar10, imagenet or svhn")
+    randaugment_ops: int = option(2, "RandAugment's ops per image")
+    randaugment_magnitude: int = option(9, "RandAugment's magnitude bin, 0..30")
+    cutout: int = option(0, "Cutout's square side in pixels, after the policy; 0: no Cutout")
+    cutout_fill: str = option(
+        "black",
+        "black (Cutout before normalising: PaCo, CMO, NCL) or mean (after normalising, where 0 is "
+        "the dataset mean: the original Cutout)",
+    )
+    mix: str = option("none", "batch mixing: none, mixup, cutmix or cmo")
+    mixup_alpha: float = option(1.0, "mixup's lam ~ Beta(alpha, alpha)")
+    mixup_off_epochs: int = option(0, "no mixup in the final this many epochs")
+    cutmix_beta: float = option(1.0, "CutMix's and CMO's lam ~ Beta(beta, beta)")
+    cutmix_prob: float = option(0.5, "the probability that CutMix mixes a batch")
+    cmo_prob: float = option(0.5, "the probability that CMO pastes a minority patch on a batch")
+    cmo_weight_alpha: float = option(
+        1.0, "CMO's minority sampling weights n_y**-alpha, in [0, 1] (1: classes equally likely)"
     )
     # tricks
-    mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha); 0 switches mixup off")
-    mixup_off_epochs: int = option(0, "no mixup in the final this many epochs")
     label_smoothing: float = option(0.0, "label smoothing epsilon")
     label_smoothing_head: float = option(
         0.0, "label-aware smoothing (MiSLAS): epsilon of the largest class"
@@ -188,7 +215,16 @@ NEEDS: dict[str, tuple[str, tuple[object, ...]]] = {
     "reweight_start_epoch": ("reweight", ("inverse", "class_balanced")),
     "classifier_lr_factor": ("stage2", ("mislas",)),
     "pb_convention": ("sampler", ("pb",)),
-    "mixup_off_epochs": ("mixup_alpha", ()),  # any alpha > 0: handled below
+    "autoaugment_policy": ("augment", ("autoaugment",)),
+    "randaugment_ops": ("augment", ("randaugment",)),
+    "randaugment_magnitude": ("augment", ("randaugment",)),
+    "cutout_fill": ("cutout", ()),  # (): any value above 0
+    "mixup_alpha": ("mix", ("mixup",)),
+    "mixup_off_epochs": ("mix", ("mixup",)),
+    "cutmix_beta": ("mix", ("cutmix", "cmo")),
+    "cutmix_prob": ("mix", ("cutmix",)),
+    "cmo_prob": ("mix", ("cmo",)),
+    "cmo_weight_alpha": ("mix", ("cmo",)),
     "workers": ("loader", ("torch",)),
 }
 
@@ -213,13 +249,10 @@ def inert_options(c: TrainConfig) -> list[str]:
     for name, (needs, values) in NEEDS.items():
         if getattr(c, name) == getattr(defaults, name):
             continue
-        used = c.mixup_alpha > 0 if needs == "mixup_alpha" else getattr(c, needs) in values
+        used = getattr(c, needs) > 0 if not values else getattr(c, needs) in values
         if not used:
-            wanted = (
-                "--mixup-alpha > 0"
-                if needs == "mixup_alpha"
-                else (f"--{needs.replace('_', '-')} {' or '.join(map(str, values))}")
-            )
+            flag = f"--{needs.replace('_', '-')}"
+            wanted = f"{flag} > 0" if not values else f"{flag} {' or '.join(map(str, values))}"
             found.append(
                 f"--{name.replace('_', '-')} {getattr(c, name)} has no effect without {wanted}"
             )
@@ -236,8 +269,8 @@ def divergence_suspects(c: TrainConfig) -> list[str]:
     }.get(c.loss, [])
     if c.reweight != "none":
         suspects.append(f"--reweight {c.reweight}")
-    if c.mixup_alpha > 0:
-        suspects.append(f"--mixup-alpha {c.mixup_alpha:g}")
+    if c.mix != "none":
+        suspects.append(f"--mix {c.mix}")
     if c.label_smoothing > 0:
         suspects.append(f"--label-smoothing {c.label_smoothing:g}")
     if c.label_smoothing_head > 0 or c.label_smoothing_tail > 0:
@@ -328,7 +361,27 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         "classifier_lr_factor": None
         if c.classifier_lr_factor > 0
         else f"must be > 0, got {c.classifier_lr_factor}",
-        "mixup_alpha": None if c.mixup_alpha >= 0 else f"must be >= 0, got {c.mixup_alpha}",
+        "augment": _choice(c.augment, PIPELINES),
+        "autoaugment_policy": _choice(c.autoaugment_policy, AUTOAUGMENT_POLICIES),
+        "randaugment_ops": None
+        if 0 <= c.randaugment_ops <= 10
+        else f"must be in 0..10, got {c.randaugment_ops}",
+        "randaugment_magnitude": None
+        if 0 <= c.randaugment_magnitude <= 30
+        else f"must be in 0..30, got {c.randaugment_magnitude}",
+        "cutout": None if 0 <= c.cutout <= 32 else f"must be in 0..32 pixels, got {c.cutout}",
+        "cutout_fill": _choice(c.cutout_fill, CUTOUT_FILLS),
+        "mix": _choice(c.mix, MIXERS),
+        "mixup_alpha": None if c.mixup_alpha > 0 else f"must be > 0, got {c.mixup_alpha}",
+        "cutmix_beta": None if c.cutmix_beta > 0 else f"must be > 0, got {c.cutmix_beta}",
+        "cutmix_prob": None
+        if 0 <= c.cutmix_prob <= 1
+        else f"must be in [0, 1], got {c.cutmix_prob}",
+        "cmo_prob": None if 0 <= c.cmo_prob <= 1 else f"must be in [0, 1], got {c.cmo_prob}",
+        "cmo_weight_alpha": None
+        if 0 <= c.cmo_weight_alpha <= 1
+        else f"must be in [0, 1] (q = 1 - alpha of a class-balanced draw), got "
+        f"{c.cmo_weight_alpha}",
         "mixup_off_epochs": None
         if 0 <= c.mixup_off_epochs <= c.epochs
         else f"must be in 0..epochs ({c.epochs}), got {c.mixup_off_epochs}",
@@ -405,8 +458,19 @@ WITHIN_EPOCH = (
     "sampler",
     "sampler_start_epoch",
     "pb_convention",
+    "augment",
+    "autoaugment_policy",
+    "randaugment_ops",
+    "randaugment_magnitude",
+    "cutout",
+    "cutout_fill",
+    "mix",
     "mixup_alpha",
     "mixup_off_epochs",
+    "cutmix_beta",
+    "cutmix_prob",
+    "cmo_prob",
+    "cmo_weight_alpha",
     "epochs",
 )
 
@@ -562,7 +626,7 @@ def load_yaml(path: Path) -> dict:
 def from_mapping(values: dict, source: str) -> dict:
     """Config fields from a YAML or checkpoint mapping, each checked against its type."""
     try:
-        fields = dict(_renamed(_key(key), value) for key, value in values.items())
+        fields = _older_mixup(dict(_renamed(_key(key), value) for key, value in values.items()))
         return {key: _coerce(key, value) for key, value in fields.items()}
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
@@ -578,6 +642,21 @@ def _renamed(key: object, value: object) -> tuple[object, object]:
     if key == "amp" and isinstance(value, bool):
         return "precision", "bf16" if value else "float32"
     return key, value
+
+
+def _older_mixup(fields: dict) -> dict:
+    """Configs and checkpoints from before `mix` switched mixup by `mixup_alpha` alone:
+    above 0 it was on, 0 was off."""
+    if "mix" in fields or "mixup_alpha" not in fields:
+        return fields
+    fields = dict(fields)
+    alpha = fields["mixup_alpha"]
+    if isinstance(alpha, int | float) and not isinstance(alpha, bool) and alpha == 0:
+        del fields["mixup_alpha"]
+        fields["mix"] = "none"
+    else:
+        fields["mix"] = "mixup"
+    return fields
 
 
 def resolve(

@@ -2,8 +2,9 @@
 
 `DeviceLoader` keeps a whole uint8 split on the training device (a CIFAR-10-LT training set is
 38 MB) and builds each batch there: one gather of the sampler's indices, then batched crop,
-flip and normalisation. `TorchLoader` is the usual Dataset + DataLoader + torchvision pipeline,
-kept for comparison (`--loader torch`). Both yield (images, labels) on the device.
+flip, the strong pipeline if any (ltfast.augment.pipelines) and normalisation. `TorchLoader`
+is the usual Dataset + DataLoader + torchvision pipeline, kept for comparison
+(`--loader torch`). Both yield (images, labels) on the device.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from torch.utils.data import DataLoader, Sampler, Subset
 from torchvision.transforms import v2
 
 from ltfast.augment import MEAN, STD, Normalize, random_crop_flip
+from ltfast.augment.pipelines import Pipeline
 from ltfast.datasets import CIFAR10
 from ltfast.samplers import EpochSampler
-from ltfast.seeds import AUGMENT, derive_seed
+from ltfast.seeds import AUGMENT, POLICY, derive_seed
 
 PADDING = 4
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -29,9 +31,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class DeviceLoader:
     """Batches of `images` (N, 3, 32, 32) uint8 gathered and augmented on `device`.
 
-    The augmentation's random numbers come from a generator seeded with (seed, epoch), so an
-    epoch's batches are reproducible. A final training batch of one image is dropped (batch
-    norm cannot train on it).
+    The crop and flip draw from a generator seeded with (seed, epoch, stream), and a strong
+    `pipeline` from one seeded with (seed, epoch, stream, step), so an epoch's batches are
+    reproducible, and the standard pipeline draws what it drew before strong ones existed. A
+    final training batch of one image is dropped (batch norm cannot train on it).
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class DeviceLoader:
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
+        pipeline: Pipeline | None = None,
     ):
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(images)
@@ -63,9 +67,15 @@ class DeviceLoader:
         self.targets = torch.as_tensor(targets, dtype=torch.int64).to(self.device)
         self.batch_size, self.augment, self.seed = batch_size, augment, seed
         self.normalize = Normalize(self.device, dtype, channels_last)
+        self.pipeline = pipeline or Pipeline()
+        if self.pipeline.draws and not augment:
+            raise ValueError("a strong pipeline needs augment=True (it follows crop and flip)")
 
-    def batches(self, sampler: EpochSampler | None = None, epoch: int = 0) -> Iterator[Batch]:
-        """One pass over `sampler.indices()` (or over all images in order)."""
+    def batches(
+        self, sampler: EpochSampler | None = None, epoch: int = 0, stream: int = AUGMENT
+    ) -> Iterator[Batch]:
+        """One pass over `sampler.indices()` (or over all images in order); `stream` keeps
+        the augmentation of a second pass in the same epoch (CMO's) apart from the first."""
         if sampler is None:
             order = torch.arange(len(self.images), device=self.device)
         else:
@@ -73,21 +83,33 @@ class DeviceLoader:
                 self.device, non_blocking=True
             )
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(derive_seed(self.seed, epoch, AUGMENT))
-        for start in range(0, len(order), self.batch_size):
+        generator.manual_seed(derive_seed(self.seed, epoch, stream))
+        policy = torch.Generator(device=self.device)
+        for step, start in enumerate(range(0, len(order), self.batch_size)):
             chosen = order[start : start + self.batch_size]
             if self.augment and len(chosen) < 2:
                 break
             images = self.images.index_select(0, chosen)
             if self.augment:
                 images = random_crop_flip(images, generator, PADDING)
-            yield self.normalize(images), self.targets[chosen]
+            if self.pipeline.draws:
+                policy.manual_seed(derive_seed(self.seed, epoch, stream, POLICY, step))
+            for each in self.pipeline.before_normalize:
+                images = each.batched(images, policy)
+            images = self.normalize(images)
+            for each in self.pipeline.after_normalize:
+                images = each.batched(images, policy)
+            yield images, self.targets[chosen]
 
 
-def torchvision_transform(augment: bool) -> v2.Compose:
-    """The field's per-image pipeline on a uint8 CHW tensor."""
+def torchvision_transform(augment: bool, pipeline: Pipeline | None = None) -> v2.Compose:
+    """The field's per-image pipeline on a uint8 CHW tensor, with `pipeline`'s steps in
+    torchvision's per-image form."""
+    pipeline = pipeline or Pipeline()
     steps = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if augment else []
-    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+    steps += [each.per_image for each in pipeline.before_normalize]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+    return v2.Compose(steps + [each.per_image for each in pipeline.after_normalize])
 
 
 class TorchLoader:
@@ -106,9 +128,11 @@ class TorchLoader:
         workers: int = 2,
         channels_last: bool = False,
         subset: Sequence[int] | None = None,
+        pipeline: Pipeline | None = None,
     ):
         transformed = copy.copy(dataset)
-        transformed.output, transformed.transform = "tensor", torchvision_transform(augment)
+        transformed.output = "tensor"
+        transformed.transform = torchvision_transform(augment, pipeline)
         self.dataset: CIFAR10 | Subset = (
             transformed if subset is None else Subset(transformed, subset)
         )
@@ -133,8 +157,10 @@ class TorchLoader:
             )
         return self._loaders[key]
 
-    def batches(self, sampler: Sampler | None = None, epoch: int = 0) -> Iterator[Batch]:
-        del epoch  # the sampler carries the epoch
+    def batches(
+        self, sampler: Sampler | None = None, epoch: int = 0, stream: int = AUGMENT
+    ) -> Iterator[Batch]:
+        del epoch, stream  # the sampler carries the epoch; the workers draw the augmentation
         for images, labels in self._loader(sampler):
             if self.augment and len(labels) < 2:
                 break

@@ -98,26 +98,6 @@ def smoothed_targets(
     return onehot * (1 - eps) + eps / num_classes
 
 
-# ----- mixup ----------------------------------------------------------------------------------
-
-
-def mixup(
-    images: torch.Tensor, targets: torch.Tensor, lam: float, permutation: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """x = lam * x + (1 - lam) * x[perm], and the same for the soft targets."""
-    mixed = images.mul(lam).add_(images[permutation], alpha=1 - lam)
-    return mixed, targets.mul(lam).add_(targets[permutation], alpha=1 - lam)
-
-
-def draw_mixup(
-    batch_size: int, alpha: float, rng: np.random.Generator, generator: torch.Generator
-) -> tuple[float, torch.Tensor]:
-    """One lam ~ Beta(alpha, alpha) and one partner permutation for a batch."""
-    lam = float(rng.beta(alpha, alpha))
-    permutation = torch.randperm(batch_size, generator=generator, device=generator.device)
-    return lam, permutation
-
-
 # ----- the losses -----------------------------------------------------------------------------
 
 

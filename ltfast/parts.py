@@ -1,8 +1,9 @@
 """The parts a training run is made of, built from the config by small builders: the data
 (DATASETS), the model (ltfast.models.MODELS, prepared for two-stage training by
 ltfast.stages.STAGE2, which also gives the optimiser's parameter groups), the loss
-(ltfast.losses.LOSSES), and the schedules of sampling (ltfast.schedules.SAMPLERS), loss
-weights (REWEIGHTINGS) and target smoothing. The trainer receives them; a new method is a
+(ltfast.losses.LOSSES), the augmentation pipeline (ltfast.augment.pipelines.PIPELINES), the
+batch mixing (ltfast.mixing.MIXERS), and the schedules of sampling (ltfast.schedules.SAMPLERS),
+loss weights (REWEIGHTINGS) and target smoothing. The trainer receives them; a new method is a
 builder and a registry entry here or in those modules, not an edit of the training loop.
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ltfast.augment.pipelines import build_pipeline
 from ltfast.datasets import CIFAR10, DatasetError, LongTailCIFAR10, LongTailCIFAR100
 from ltfast.distributed import World
 from ltfast.loader import DeviceLoader, TorchLoader
@@ -26,6 +28,7 @@ from ltfast.losses import (
     label_aware_epsilons,
     smoothed_targets,
 )
+from ltfast.mixing import MIXERS, Mixer
 from ltfast.models import CifarResNet, build_model
 from ltfast.numerics import Numerics, resolve_precision
 from ltfast.registry import Registry
@@ -109,10 +112,16 @@ def make_loaders(config: TrainConfig, train: CIFAR10, test: CIFAR10, device, wor
 
 def make_train_loader(config: TrainConfig, train: CIFAR10, device) -> DeviceLoader | TorchLoader:
     """Augmented batches of --batch-size, of the indices each epoch's sampler draws."""
-    computes = numerics(config, device)
+    computes, pipeline = numerics(config, device), build_pipeline(config)
     if config.loader == "torch":
         return TorchLoader(
-            train, config.batch_size, device, True, config.workers, computes.channels_last
+            train,
+            config.batch_size,
+            device,
+            True,
+            config.workers,
+            computes.channels_last,
+            pipeline=pipeline,
         )
     return DeviceLoader(
         *train.tensors(),
@@ -122,6 +131,7 @@ def make_train_loader(config: TrainConfig, train: CIFAR10, device) -> DeviceLoad
         seed=config.seed,
         dtype=computes.batch_dtype,
         channels_last=computes.channels_last,
+        pipeline=pipeline,
     )
 
 
@@ -171,7 +181,7 @@ def smoothing_epsilons(config: TrainConfig, class_counts: np.ndarray) -> torch.T
 
 class Targets:
     """What the loss is given for a batch's labels: the labels themselves, or soft targets
-    when they are smoothed or will be mixed."""
+    when they are smoothed."""
 
     def __init__(self, config: TrainConfig, class_counts: np.ndarray, device: torch.device):
         epsilons = smoothing_epsilons(config, class_counts)
@@ -179,8 +189,8 @@ class Targets:
         self.smoothing = isinstance(epsilons, torch.Tensor) or epsilons > 0
         self.num_classes = len(class_counts)
 
-    def __call__(self, labels: torch.Tensor, soft: bool) -> torch.Tensor:
-        if not (soft or self.smoothing):
+    def __call__(self, labels: torch.Tensor) -> torch.Tensor:
+        if not self.smoothing:
             return labels
         return smoothed_targets(labels, self.num_classes, self.epsilons)
 
@@ -209,6 +219,7 @@ class Parts:
     sampling: SamplingSchedule
     weighting: WeightSchedule
     targets: Targets
+    mixer: Mixer
     train_loader: DeviceLoader | TorchLoader
     test_loader: DeviceLoader | TorchLoader
 
@@ -222,6 +233,10 @@ def build_parts(
     counts = train_set.class_counts
     model, param_groups = make_model(config, len(counts), device, start_from_init)
     train_loader, test_loader = make_loaders(config, train_set, test_set, device, world)
+    targets = Targets(config, counts, device)
+    mixer = MIXERS[config.mix](
+        config, targets, loader=train_loader, train_set=train_set, world=world, device=device
+    )
     return Parts(
         train_set=train_set,
         test_set=test_set,
@@ -230,7 +245,8 @@ def build_parts(
         param_groups=param_groups,
         sampling=SamplingSchedule(config, train_set.targets, len(counts), world.size, world.rank),
         weighting=WeightSchedule(config, counts),
-        targets=Targets(config, counts, device),
+        targets=targets,
+        mixer=mixer,
         train_loader=train_loader,
         test_loader=test_loader,
     )

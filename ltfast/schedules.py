@@ -39,12 +39,25 @@ def cosine_factor(epoch: int, warmup_epochs: int, epochs: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
 
 
+def paco_factor(epoch: int, warmup_epochs: int, milestones: list[int], decay: float) -> float:
+    """PaCo's schedule (`adjust_learning_rate` in paco_cifar.py; CMO's 400-epoch runs use it
+    too): (e + 1) / W for e <= W, then x decay after each milestone (e > m). Epoch e = W
+    trains at (W + 1) / W of --lr (1.1 lr for W = 10): a quirk of its code that ltfast keeps,
+    so the 400-epoch recipes run the published schedule."""
+    if warmup_epochs and epoch <= warmup_epochs:
+        return (epoch + 1) / warmup_epochs
+    return decay ** sum(epoch > m for m in milestones)
+
+
 # A learning-rate schedule: (epoch, config) -> the factor applied to --lr in that epoch.
 LR_SCHEDULES: Registry[Callable[[int, TrainConfig], float]] = Registry("lr_schedule")
 LR_SCHEDULES.register("step")(
     lambda epoch, c: lr_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
 )
 LR_SCHEDULES.register("cosine")(lambda epoch, c: cosine_factor(epoch, c.warmup_epochs, c.epochs))
+LR_SCHEDULES.register("paco")(
+    lambda epoch, c: paco_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
+)
 
 
 # A sampler builder: (targets, num_classes, epochs it runs, config, rank's world) -> the

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLER, AUGMENT, MIXUP = 0, 1, 2  # streams
+# Streams: the sampler's draw, the crop and flip, mixing (mixup, CutMix, CMO), the per-step
+# draws of a strong pipeline, and CMO's minority-sampled batches.
+SAMPLER, AUGMENT, MIXUP, POLICY, MINORITY = 0, 1, 2, 3, 4
 
 
 def derive_seed(*parts: int) -> int:

@@ -38,14 +38,12 @@ from ltfast.config import (
 from ltfast.datasets import DatasetError
 from ltfast.distributed import World, pick_device
 from ltfast.download import DownloadError
-from ltfast.losses import draw_mixup, mixup
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
 from ltfast.numerics import device_name, keep_freed_memory, resolve_precision
 from ltfast.parent import end_with_parent
 from ltfast.parts import Parts, build_parts, numerics
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
 from ltfast.schedules import LR_SCHEDULES
-from ltfast.seeds import MIXUP, derive_seed
 
 CHECK_EVERY = 20  # steps between syncs that catch a diverged loss or a stop request
 # What a bad argument, absent or damaged data or an unusable run folder raise while a run is
@@ -157,12 +155,9 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         """Trains the rest of the current epoch (from `self.step`); raises Interrupted when a
         stop is requested, with the position saved in `self`."""
-        config, device, epoch = self.config, self.device, self.epoch
+        config, epoch = self.config, self.epoch
         self.model.train()
-        mixing = config.mixup_alpha > 0 and epoch < config.epochs - config.mixup_off_epochs
-        rng = np.random.default_rng(derive_seed(config.seed, epoch, MIXUP))
-        generator = torch.Generator(device=device)
-        generator.manual_seed(derive_seed(config.seed, epoch, MIXUP))
+        mix = self.parts.mixer.for_epoch(epoch)
         sampler = self.sampling.sampler(epoch)
         loss_of = self.parts.loss
         loss_of.set_weight(self.parts.weighting.weights(epoch))
@@ -178,15 +173,12 @@ class Trainer:
         )
         start = time.perf_counter()
         for step, (images, labels) in enumerate(self.train_loader.batches(sampler, epoch)):
-            targets = self.parts.targets(labels, soft=mixing)
-            if mixing:  # drawn for skipped steps too, so a resumed epoch draws the same
-                lam, permutation = draw_mixup(len(labels), config.mixup_alpha, rng, generator)
-                images, targets = mixup(images, targets, lam, permutation)
+            images, targets = mix(images, labels)  # for skipped steps too: the same draws
             if step < self.step:
                 continue  # done before the interruption
             with self.autocast:
                 logits = self.step_model(images)
-            loss = loss_of(logits, targets)
+            loss = targets.loss(loss_of, logits)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

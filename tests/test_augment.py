@@ -1,15 +1,22 @@
-"""Batched crop, flip and normalisation against torchvision, image by image."""
+"""Batched crop, flip and normalisation against torchvision, image by image, and the device
+loader's pipelines."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from ltfast.augment import MEAN, STD, Normalize, crop_flip, random_crop_flip
+from ltfast.augment.pipelines import build_pipeline
+from ltfast.config import TrainConfig
 from ltfast.loader import DeviceLoader
-from ltfast.samplers import ClassBalancedSampler
+from ltfast.samplers import ClassBalancedSampler, ShuffleSampler
+from ltfast.seeds import AUGMENT, POLICY, derive_seed
 
 
 def reference(image: torch.Tensor, top: int, left: int, flip: bool) -> torch.Tensor:
@@ -84,3 +91,59 @@ def test_device_loader_bf16_channels_last_output_equals_the_float32_output():
         assert x_fast.dtype == torch.bfloat16
         assert x_fast.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(x_fast, x.to(torch.bfloat16)) and torch.equal(y_fast, y)
+
+
+def test_the_standard_pipeline_is_bit_identical_to_before_strong_pipelines():
+    """The digest of an epoch's batches as ltfast 0.1.0 at commit a7eed64 (before the strong
+    pipelines and the `stream` argument) produced them: the standard path draws the same."""
+    images = np.random.default_rng(0).integers(0, 256, (300, 3, 32, 32), dtype=np.uint8)
+    loader = DeviceLoader(
+        torch.from_numpy(images), np.arange(300) % 10, 64, "cpu", augment=True, seed=5
+    )
+    sampler = ShuffleSampler(300, seed=2)
+    sampler.set_epoch(3)
+    digest = hashlib.sha256()
+    for x, y in loader.batches(sampler, 3):
+        digest.update(x.numpy().tobytes())
+        digest.update(y.numpy().tobytes())
+    assert digest.hexdigest() == "52eb7eed82f4e42e32f9ff7be19319a03a55162dd38edf4886eede9de2d8d339"
+
+
+def test_a_strong_pipeline_follows_crop_and_flip_with_per_step_draws():
+    images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
+    targets = np.arange(100) % 10
+    config = TrainConfig(augment="autoaugment", cutout=16)
+    pipeline = build_pipeline(config)
+    assert [type(s.batched).__name__ for s in pipeline.before_normalize] == [
+        "AutoAugment",
+        "Cutout",
+    ]
+    strong = DeviceLoader(images, targets, 32, "cpu", augment=True, seed=4, pipeline=pipeline)
+    plain = DeviceLoader(images, targets, 32, "cpu", augment=True, seed=4)
+    normalize = Normalize(torch.device("cpu"))
+    scale = normalize.scale.flatten()
+    shift = normalize.shift.flatten()
+    for step, ((x, _), (crop, _)) in enumerate(
+        zip(strong.batches(None, 2), plain.batches(None, 2), strict=True)
+    ):
+        # Undo the normalisation of the plain batch to get its uint8 crops back.
+        pixels = ((crop - shift.view(1, 3, 1, 1)) / scale.view(1, 3, 1, 1)).round().to(torch.uint8)
+        generator = torch.Generator().manual_seed(derive_seed(4, 2, AUGMENT, POLICY, step))
+        for each in pipeline.before_normalize:
+            pixels = each.batched(pixels, generator)
+        assert torch.equal(x, normalize(pixels)), step
+    again = [x for x, _ in strong.batches(None, 2)]
+    assert torch.equal(again[1], list(strong.batches(None, 2))[1][0])
+    with pytest.raises(ValueError, match="needs augment=True"):
+        DeviceLoader(images, targets, 32, "cpu", augment=False, pipeline=pipeline)
+
+
+def test_cutout_after_normalising_leaves_the_dataset_mean():
+    images = torch.full((8, 3, 32, 32), 200, dtype=torch.uint8)
+    config = TrainConfig(cutout=16, cutout_fill="mean")
+    pipeline = build_pipeline(config)
+    assert not pipeline.before_normalize and len(pipeline.after_normalize) == 1
+    loader = DeviceLoader(images, [0] * 8, 8, "cpu", augment=True, pipeline=pipeline)
+    ((x, _),) = loader.batches(None, 0)
+    # Zero after normalising is the mean; the crop's zero padding is -mean/std, not 0.
+    assert bool((x == 0).any()) and bool((x == 0).all(dim=1).flatten(1).any(1).all())

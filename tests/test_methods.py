@@ -36,7 +36,7 @@ def run(data_root: Path, out: Path, *flags: str) -> list[dict]:
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_each_loss_family_trains_with_mixup_smoothing_and_resampling(tmp_path, data_root, family):
-    flags = [*FAMILIES[family], "--epochs", "2", "--mixup-alpha", "1", "--sampler", "class"]
+    flags = [*FAMILIES[family], "--epochs", "2", "--mix", "mixup", "--sampler", "class"]
     flags += ["--label-smoothing-head", "0.2", "--reweight", "inverse"]
     records = run(data_root, tmp_path / "run", *flags)
     assert [r["loss"] for r in records] == [family] * 2

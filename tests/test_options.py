@@ -45,6 +45,11 @@ def test_options_without_effect_are_warned_about(tmp_path, data_root, capsys):
         "--reweight-start-epoch 5 has no effect without --reweight inverse or class_balanced",
         "--classifier-lr-factor 0.2 has no effect without --stage2 mislas",
     ]
+    assert inert_options(TrainConfig(mixup_alpha=0.4, cutout_fill="mean", cmo_prob=0.2)) == [
+        "--cutout-fill mean has no effect without --cutout > 0",
+        "--mixup-alpha 0.4 has no effect without --mix mixup",
+        "--cmo-prob 0.2 has no effect without --mix cmo",
+    ]
     assert inert_options(TrainConfig()) == []
     assert inert_options(TrainConfig(loss="focal", focal_gamma=2.0)) == []
     out = tmp_path / "run"
@@ -56,12 +61,12 @@ def test_options_without_effect_are_warned_about(tmp_path, data_root, capsys):
 
 def test_a_diverged_loss_names_the_options_that_can_cause_it(tmp_path, data_root):
     out = tmp_path / "run"
-    flags = ["--loss", "focal", "--focal-gamma", "2", "--lr", "1e8", "--mixup-alpha", "1"]
+    flags = ["--loss", "focal", "--focal-gamma", "2", "--lr", "1e8", "--mix", "mixup"]
     with pytest.raises(FloatingPointError) as error:
         main([*QUICK, "--data-root", str(data_root), "--out", str(out), *flags])
     message = str(error.value)
     assert "the run diverged" in message
-    assert "--lr 1e+08, --focal-gamma 2, --mixup-alpha 1" in message
+    assert "--lr 1e+08, --focal-gamma 2, --mix mixup" in message
 
 
 def test_yaml_numbers_as_people_write_them(tmp_path):

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from ltfast import checkpoint
-from ltfast.losses import ClassLoss
 from ltfast.train import main
 
 TIMING = {"images_per_s", "train_s", "epoch_s"}
@@ -22,7 +21,7 @@ def flags(data_root: Path, out: Path, *extra: str, precision: str = "float32") -
         "--precision", precision,
         "--dataset", "synthetic", "--synthetic-size", "40", "--imb-factor", "0.2", "--quiet",
         "--batch-size", "32", "--epochs", "3", "--warmup-epochs", "1", "--lr", "0.05",
-        "--mixup-alpha", "1", "--mixup-off-epochs", "1", "--label-smoothing", "0.1",
+        "--mix", "mixup", "--mixup-off-epochs", "1", "--label-smoothing", "0.1",
         "--sampler", "pb", "--sampler-start-epoch", "1",
         "--data-root", str(data_root), "--out", str(out), *extra,
     ]  # fmt: skip
@@ -57,17 +56,18 @@ def uninterrupted_drw(tmp_path_factory, data_root) -> Path:
 
 
 def interrupt_at_step(monkeypatch, step: int) -> None:
-    """Sends this process SIGTERM during training step number `step` (counted from 1)."""
+    """Sends this process SIGTERM during training step number `step` (counted from 1): in its
+    optimiser step, which counts steps whatever the loss is called for."""
     calls = {"n": 0}
-    original = ClassLoss.forward
+    original = torch.optim.SGD.step
 
-    def counting(self, *args):
+    def counting(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == step:
             signal.raise_signal(signal.SIGTERM)
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ClassLoss, "forward", counting)
+    monkeypatch.setattr(torch.optim.SGD, "step", counting)
 
 
 STEPS_PER_EPOCH = 7  # 199 training images in batches of 32
@@ -136,6 +136,31 @@ def test_a_resume_across_the_drw_switch_equals_an_uninterrupted_run(
     resumed, whole = weights(out), weights(uninterrupted_drw)
     for name in whole:
         assert torch.equal(resumed[name], whole[name]), name
+
+
+# CMO is active in epochs 4 to E - 4: with 9 epochs, in epoch 4 alone, under AutoAugment and
+# Cutout throughout.
+STRONG = ["--augment", "autoaugment", "--cutout", "8", "--mix", "cmo", "--cmo-prob", "0.7"]
+STRONG += ["--epochs", "9", "--loss", "balanced_softmax"]
+
+
+@pytest.mark.slow
+def test_a_resume_inside_a_cmo_and_autoaugment_epoch_equals_an_uninterrupted_run(
+    tmp_path, data_root, monkeypatch
+):
+    whole = tmp_path / "whole"
+    main(flags(data_root, whole, *STRONG))
+    out = tmp_path / "interrupted"
+    interrupt_at_step(monkeypatch, 4 * STEPS_PER_EPOCH + 3)  # epoch 4, the CMO epoch
+    with pytest.raises(SystemExit):
+        main(flags(data_root, out, *STRONG))
+    assert (checkpoint.load(out)["epoch"], checkpoint.load(out)["step"]) == (4, 3)
+    monkeypatch.undo()
+    main(["--resume", str(out)])
+    assert metrics(out) == metrics(whole)
+    resumed, uninterrupted = weights(out), weights(whole)
+    for name in uninterrupted:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
 
 
 def test_resume_refuses_another_experiment(tmp_path, uninterrupted, capsys):

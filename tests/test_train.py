@@ -17,7 +17,7 @@ import ltfast.numerics
 import ltfast.train
 from ltfast import checkpoint
 from ltfast.config import TrainConfig, resolve
-from ltfast.schedules import SamplingSchedule, lr_factor
+from ltfast.schedules import LR_SCHEDULES, SamplingSchedule, lr_factor
 from ltfast.train import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +78,8 @@ def test_tricks_and_the_torch_loader_run(tmp_path, data_root):
         data_root,
         "--epochs",
         "2",
-        "--mixup-alpha",
-        "1",
+        "--mix",
+        "mixup",
         "--mixup-off-epochs",
         "1",
         "--label-smoothing",
@@ -173,6 +173,27 @@ def test_lr_schedule_is_the_recipes():
     factors = [lr_factor(e, 5, [160, 180], 0.01) for e in range(200)]
     assert factors[:6] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0]
     assert factors[159] == 1.0 and factors[160] == 0.01 and factors[180] == pytest.approx(1e-4)
+
+
+def paco_adjust_learning_rate(epoch: int, lr: float) -> float:
+    """PaCo's adjust_learning_rate (paco_cifar.py; CMO's paco_adjust_learning_rate), 0-based."""
+    if epoch <= 10:
+        return lr / 10 * (epoch + 1)
+    if epoch > 360:
+        return lr * 0.01
+    if epoch > 320:
+        return lr * 0.1
+    return lr
+
+
+def test_the_paco_schedule_is_its_code():
+    config = TrainConfig(
+        epochs=400, lr_schedule="paco", warmup_epochs=10, lr_milestones=[320, 360], lr_decay=0.1
+    )
+    ours = [LR_SCHEDULES["paco"](e, config) * 0.05 for e in range(400)]
+    assert ours == pytest.approx([paco_adjust_learning_rate(e, 0.05) for e in range(400)])
+    assert ours[10] == pytest.approx(1.1 * 0.05)  # the quirk, kept
+    assert (ours[320], ours[321], ours[360], ours[361]) == pytest.approx((0.05, 5e-3, 5e-3, 5e-4))
 
 
 def test_deferred_progressive_sampling_starts_at_t_equals_one():

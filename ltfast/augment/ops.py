@@ -1,0 +1,310 @@
+"""torchvision's augmentation ops on whole uint8 batches, each image with its own op and its
+own magnitude, on the batch's device.
+
+`apply_ops(images, ops, magnitudes)` gives image b what
+`torchvision.transforms.v2.functional` gives it for op `ops[b]` at the magnitude
+`torchvision.transforms.autoaugment._apply_op` hands that op (a shear factor, a translation
+in pixels, degrees, an enhancement offset from 1, posterize bits, a solarize threshold), with
+NEAREST interpolation. The batch is grouped by op: one pass per op present, none per image.
+
+Exactness. The point ops (Brightness, Color, Contrast, Sharpness, Posterize, Solarize,
+AutoContrast, Equalize, Invert) repeat torchvision's float32 arithmetic step for step and are
+bit-exact. torchvision blends with `a.add_(b, alpha=r)` under a scalar r, which the CPU
+computes as one fused multiply-add; with one r per image the blend is computed in float64
+(exact for 8-bit pixels) and rounded once to float32, which is that fused result. The
+geometric ops (Shear, Translate, Rotate) build torchvision's inverse affine matrix per image
+in float64 tensor maths instead of Python's `math`, then sample as torchvision does
+(`grid_sample`, nearest, zero padding, rounding); integer translations are exact, and a
+shear or rotation can differ where a sampling coordinate lies within float rounding of a
+pixel boundary (measured: see tests/test_augment_ops.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+
+OPS = (
+    "Identity",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Rotate",
+    "Brightness",
+    "Color",
+    "Contrast",
+    "Sharpness",
+    "Posterize",
+    "Solarize",
+    "AutoContrast",
+    "Equalize",
+    "Invert",
+)
+Fill = float | Sequence[float]
+Kernel = Callable[[torch.Tensor, torch.Tensor, Fill], torch.Tensor]
+
+
+def op_codes(ops: Sequence[str] | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """`ops` as int64 positions in OPS on `device`: names, or positions already."""
+    if isinstance(ops, torch.Tensor):
+        if ops.dtype.is_floating_point or ops.dtype == torch.bool or ops.shape != (batch,):
+            raise ValueError(
+                f"ops must be {batch} op names or an integer tensor of shape ({batch},), got "
+                f"{ops.dtype} {tuple(ops.shape)}"
+            )
+        codes = ops.to(device=device, dtype=torch.int64)
+        if len(codes) and not 0 <= int(codes.min()) <= int(codes.max()) < len(OPS):
+            raise ValueError(f"op positions must be in 0..{len(OPS) - 1}, got {codes.tolist()}")
+        return codes
+    names = list(ops)
+    if len(names) != batch:
+        raise ValueError(f"ops must name one op per image ({batch}), got {len(names)}")
+    unknown = sorted({name for name in names if name not in OPS}, key=str)
+    if unknown:
+        raise ValueError(f"unknown ops {unknown}; known: {', '.join(OPS)}")
+    return torch.tensor([OPS.index(name) for name in names], dtype=torch.int64, device=device)
+
+
+def apply_ops(
+    images: torch.Tensor,
+    ops: Sequence[str] | torch.Tensor,
+    magnitudes: torch.Tensor | Sequence[float],
+    fill: Fill = 0,
+) -> torch.Tensor:
+    """A new uint8 (B, 3, H, W) batch: image b after op `ops[b]` at `magnitudes[b]`.
+
+    `ops` holds B names from OPS (or their positions as an integer tensor); `magnitudes`
+    B signed floats; `fill` the value (or one per channel) of pixels a geometric op uncovers.
+    """
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"images must be a uint8 (B, 3, H, W) tensor, got {type(images).__name__} "
+            f"{getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
+        )
+    if images.shape[1] != 3:
+        raise ValueError(f"images must have 3 (RGB) channels, got {images.shape[1]}")
+    batch, device = images.shape[0], images.device
+    codes = op_codes(ops, batch, device)
+    magnitudes = torch.as_tensor(magnitudes, device=device).to(torch.float64)
+    if magnitudes.shape != (batch,):
+        raise ValueError(
+            f"magnitudes must be one number per image, shape ({batch},), got "
+            f"{tuple(magnitudes.shape)}"
+        )
+    _check_magnitudes(codes, magnitudes)
+    out = images.clone()
+    for code in codes.unique().tolist():  # one pass per op present
+        if OPS[code] == "Identity":
+            continue
+        chosen = (codes == code).nonzero().squeeze(1)
+        group = images.index_select(0, chosen).contiguous()
+        out.index_copy_(0, chosen, KERNELS[OPS[code]](group, magnitudes[chosen], fill))
+    return out
+
+
+def _check_magnitudes(codes: torch.Tensor, magnitudes: torch.Tensor) -> None:
+    """The magnitudes torchvision's functionals would refuse, named with their images."""
+    if not bool(torch.isfinite(magnitudes).all()):
+        raise ValueError(f"magnitudes must be finite, got {magnitudes.tolist()}")
+    limits = {  # (op, what is allowed, the allowed set as a test)
+        "Brightness": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
+        "Color": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
+        "Contrast": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
+        "Sharpness": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
+        "Posterize": ("bits in 0..8", lambda m: (m >= 0) & (m < 9)),
+        "Solarize": ("a threshold of at most 255", lambda m: m <= 255),
+    }
+    for name, (allowed, test) in limits.items():
+        bad = ((codes == OPS.index(name)) & ~test(magnitudes)).nonzero().squeeze(1)
+        if len(bad):
+            b = int(bad[0])
+            raise ValueError(
+                f"image {b}: {name} needs {allowed}, got magnitude {float(magnitudes[b])}"
+            )
+
+
+# ----- point ops --------------------------------------------------------------------------------
+
+
+def _per_image(values: torch.Tensor) -> torch.Tensor:
+    return values.view(-1, 1, 1, 1)
+
+
+def _to_uint8(values: torch.Tensor) -> torch.Tensor:
+    return values.clamp_(0, 255).to(torch.uint8)
+
+
+def _grayscale(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's float luma (ITU-R 601-2), floored as it floors it for uint8 images."""
+    r, g, b = images.unbind(dim=-3)
+    luma = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114)
+    return luma.unsqueeze(dim=-3).floor_()
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """torchvision's `_blend`: images * r + other * (1 - r), clamped, as uint8; r per image.
+
+    torchvision computes `images.mul(r).add_(other, alpha=1 - r)` with both factors rounded to
+    float32 and the add fused (one rounding); float64 holds that sum exactly."""
+    ratio32 = _per_image(ratio.to(torch.float32))
+    alpha32 = _per_image((1.0 - ratio).to(torch.float32))
+    scaled = images.to(torch.float32).mul_(ratio32)
+    fused = scaled.double().add_(other.double().mul_(alpha32.double()))
+    return _to_uint8(fused.to(torch.float32))
+
+
+def _brightness(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+    factor = _per_image((1.0 + magnitudes).to(torch.float32))
+    return _to_uint8(images.to(torch.float32).mul_(factor))
+
+
+def _color(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+    return _blend(images, _grayscale(images), 1.0 + magnitudes)
+
+
+def _contrast(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+    mean = torch.mean(_grayscale(images), dim=(-3, -2, -1), keepdim=True)
+    return _blend(images, mean, 1.0 + magnitudes)
+
+
+# torchvision's sharpness kernel: 1s around a 5, normalised.
+_SMOOTH = ((1 / 13, 1 / 13, 1 / 13), (1 / 13, 5 / 13, 1 / 13), (1 / 13, 1 / 13, 1 / 13))
+
+
+def _sharpness(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+    """Blends the inner pixels with their 3x3 smoothing (the border stays), as torchvision."""
+    channels = images.shape[1]
+    kernel = torch.tensor(_SMOOTH, dtype=torch.float32, device=images.device)
+    output = images.to(torch.float32)
+    smooth = F.conv2d(output, kernel.expand(channels, 1, 3, 3), groups=channels).round_()
+    inner = output[..., 1:-1, 1:-1]
+    alpha = _per_image((1.0 - (1.0 + magnitudes)).to(torch.float32)).double()
+    # inner + alpha * (smooth - inner), fused as torchvision's add_(..., alpha=) is
+    fused = inner.double().add_(smooth.sub_(inner).double().mul_(alpha))
+    inner.copy_(fused.to(torch.float32))
+    return _to_uint8(output)
+
+
+def _posterize(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+    bits = magnitudes.to(torch.int64)  # int(magnitude), as _apply_op
+    mask = ((1 << bits) - 1) << (8 - bits)
+    mask = torch.where(bits >= 8, 255, mask).to(torch.uint8)
+    return images & _per_image(mask)
+
+
+def _solarize(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+    # uint8 >= a Python float compares in float32, where torchvision compares.
+    threshold = _per_image(magnitudes.to(torch.float32))
+    return torch.where(images.to(torch.float32) >= threshold, images.bitwise_not(), images)
+
+
+def _unparameterised(function: Callable[[torch.Tensor], torch.Tensor]) -> Kernel:
+    """An op without a magnitude: torchvision's own batched functional (per image and
+    channel already)."""
+    return lambda images, magnitudes, fill: function(images)
+
+
+# ----- geometric ops ----------------------------------------------------------------------------
+
+
+def _inverse_affine(
+    angle: torch.Tensor,
+    translate: tuple[torch.Tensor, torch.Tensor],
+    shear: tuple[torch.Tensor, torch.Tensor],
+    center: tuple[float, float],
+) -> torch.Tensor:
+    """torchvision's `_get_inverse_affine_matrix` (scale 1) for one angle, translation and
+    shear (degrees, pixels) per image: float64 (B, 2, 3)."""
+    rot, sx, sy = (torch.deg2rad(v) for v in (angle, *shear))
+    cx, cy = center
+    tx, ty = translate
+    cos_sy, tan_sx = torch.cos(sy), torch.tan(sx)
+    a = torch.cos(rot - sy) / cos_sy
+    b = -(a * tan_sx + torch.sin(rot))
+    c = torch.sin(rot - sy) / cos_sy
+    d = torch.cos(rot) - c * tan_sx
+    m0, m1, m3, m4 = d, -b, -c, a
+    m2 = cx - m0 * (cx + tx) - m1 * (cy + ty)
+    m5 = cy - m3 * (cx + tx) - m4 * (cy + ty)
+    return torch.stack([m0, m1, m2, m3, m4, m5], dim=1).view(-1, 2, 3)
+
+
+def _warp(images: torch.Tensor, matrix: torch.Tensor, fill: Fill) -> torch.Tensor:
+    """torchvision's `_affine_grid` and `_apply_grid_transform` (nearest), one matrix per
+    image."""
+    batch, channels, height, width = images.shape
+    device = images.device
+    theta = matrix.to(torch.float32)
+    base = torch.empty(1, height, width, 3, dtype=torch.float32, device=device)
+    base[..., 0].copy_(
+        torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=device)
+    )
+    ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=device)
+    base[..., 1].copy_(ys.unsqueeze_(-1))
+    base[..., 2].fill_(1)
+    halves = torch.tensor([0.5 * width, 0.5 * height], dtype=torch.float32, device=device)
+    rescaled = theta.transpose(1, 2).div_(halves)
+    grid = base.view(1, height * width, 3).expand(batch, -1, -1).bmm(rescaled)
+    grid = grid.view(batch, height, width, 2)
+    pixels = images.to(torch.float32)
+    fills = torch.as_tensor(fill, dtype=torch.float32, device=device).flatten()
+    if bool((fills != 0).any()):  # zero padding is a fill of 0; others need torchvision's mask
+        mask = torch.ones(batch, 1, height, width, dtype=torch.float32, device=device)
+        both = F.grid_sample(torch.cat((pixels, mask), dim=1), grid, "nearest", "zeros", False)
+        pixels, mask = both[:, :channels], both[:, channels:]
+        colour = fills.view(1, -1, 1, 1).expand_as(pixels)
+        pixels = torch.where(mask.expand_as(pixels) < 0.5, colour, pixels)
+    else:
+        pixels = F.grid_sample(pixels, grid, "nearest", "zeros", False)
+    return pixels.round_().to(torch.uint8)
+
+
+def _shear(axis: int) -> Kernel:
+    def kernel(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+        # _apply_op: shear by atan(m) in degrees about the top-left corner (center [0, 0]).
+        degrees, zero = torch.rad2deg(torch.atan(magnitudes)), torch.zeros_like(magnitudes)
+        shear = (degrees, zero) if axis == 0 else (zero, degrees)
+        height, width = images.shape[-2:]
+        center = (-0.5 * width, -0.5 * height)
+        return _warp(images, _inverse_affine(zero, (zero, zero), shear, center), fill)
+
+    return kernel
+
+
+def _translate(axis: int) -> Kernel:
+    def kernel(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+        pixels = magnitudes.trunc()  # int(magnitude), as _apply_op
+        zero = torch.zeros_like(magnitudes)
+        translate = (pixels, zero) if axis == 0 else (zero, pixels)
+        return _warp(images, _inverse_affine(zero, translate, (zero, zero), (0.0, 0.0)), fill)
+
+    return kernel
+
+
+def _rotate(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+    # F.rotate: the angle taken modulo 360, then affine with -angle about the centre.
+    angle = torch.remainder(magnitudes, 360.0)
+    zero = torch.zeros_like(magnitudes)
+    return _warp(images, _inverse_affine(-angle, (zero, zero), (zero, zero), (0.0, 0.0)), fill)
+
+
+KERNELS: dict[str, Kernel] = {
+    "ShearX": _shear(0),
+    "ShearY": _shear(1),
+    "TranslateX": _translate(0),
+    "TranslateY": _translate(1),
+    "Rotate": _rotate,
+    "Brightness": _brightness,
+    "Color": _color,
+    "Contrast": _contrast,
+    "Sharpness": _sharpness,
+    "Posterize": _posterize,
+    "Solarize": _solarize,
+    "AutoContrast": _unparameterised(TF.autocontrast),
+    "Equalize": _unparameterised(TF.equalize),
+    "Invert": _unparameterised(TF.invert),
+}
