@@ -115,29 +115,59 @@ class FieldDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.data[index])), self.targets[index]
 
 
-def field_transform():
+class FieldCutout:
+    """Cutout as the field writes it (DeVries and Taylor; PaCo's and CMO's copies): one hole,
+    a numpy mask on the CHW tensor after ToTensor, before Normalize."""
+
+    def __init__(self, length: int = 16):
+        self.length = length
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[1:]
+        mask = np.ones((height, width), np.float32)
+        y, x = np.random.randint(height), np.random.randint(width)  # noqa: NPY002 (as the field)
+        half = self.length // 2
+        y1, y2 = np.clip(y - half, 0, height), np.clip(y + half, 0, height)
+        x1, x2 = np.clip(x - half, 0, width), np.clip(x + half, 0, width)
+        mask[y1:y2, x1:x2] = 0.0
+        return image * torch.from_numpy(mask).expand_as(image)
+
+
+def field_transform(strong: bool = False):
+    """The field's per-image pipeline on PIL images; `strong` adds AutoAugment's CIFAR10
+    policy and Cutout 16 as PaCo and CMO place them."""
     from torchvision import transforms
 
     from ltfast.augment import MEAN, STD
 
+    policy = [transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10)] if strong else []
+    cutout = [FieldCutout(16)] if strong else []
     return transforms.Compose(
         [
             transforms.RandomCrop(32, padding=4),
             transforms.RandomHorizontalFlip(),
+            *policy,
             transforms.ToTensor(),
+            *cutout,
             transforms.Normalize(MEAN, STD),
         ]
     )
 
 
-def field_loader(dataset: ltfast.LongTailCIFAR10, probabilities, workers: int, batch_size=128):
+def field_loader(
+    dataset: ltfast.LongTailCIFAR10,
+    probabilities,
+    workers: int,
+    batch_size: int = 128,
+    strong: bool = False,
+):
     """DataLoader + WeightedRandomSampler with per-sample weights p[y] / n[y]."""
     weights = torch.from_numpy(
         ltfast.kernels.sample_weights(np.asarray(dataset.targets), probabilities)
     )
     sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights))
     return torch.utils.data.DataLoader(
-        FieldDataset(dataset, field_transform()),
+        FieldDataset(dataset, field_transform(strong)),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,

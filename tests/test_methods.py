@@ -117,3 +117,25 @@ def test_a_new_loss_is_one_class_and_one_registry_entry(tmp_path, data_root, mon
     monkeypatch.setitem(LOSS_OPTIONS, "brier", {})
     records = run(data_root, tmp_path / "run", "--loss", "brier", "--epochs", "1")
     assert records[0]["loss"] == "brier" and np.isfinite(records[0]["train_loss"])
+
+
+STRONG = {
+    "autoaugment_cutmix": ["--augment", "autoaugment", "--mix", "cutmix", "--cutmix-prob", "1"],
+    "randaugment_cutout_mean": [
+        "--augment", "randaugment", "--cutout", "8", "--cutout-fill", "mean",
+    ],
+    "torch_loader_autoaugment_cutout": [
+        "--loader", "torch", "--workers", "0", "--augment", "autoaugment", "--cutout", "16",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(STRONG))
+def test_each_strong_pipeline_and_mixer_trains(tmp_path, data_root, name):
+    out = tmp_path / "run"
+    records = run(data_root, out, *STRONG[name], "--epochs", "2", "--loss", "balanced_softmax")
+    assert len(records) == 2 and all(np.isfinite(r["train_loss"]) for r in records)
+    saved = checkpoint.load(out)["config"]
+    flags = dict(zip(STRONG[name][::2], STRONG[name][1::2], strict=True))
+    assert saved["augment"] == flags["--augment"]
+    assert saved["mix"] == flags.get("--mix", "none")

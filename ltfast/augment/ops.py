@@ -5,7 +5,8 @@ own magnitude, on the batch's device.
 `torchvision.transforms.v2.functional` gives it for op `ops[b]` at the magnitude
 `torchvision.transforms.autoaugment._apply_op` hands that op (a shear factor, a translation
 in pixels, degrees, an enhancement offset from 1, posterize bits, a solarize threshold), with
-NEAREST interpolation. The batch is grouped by op: one pass per op present, none per image.
+NEAREST interpolation. The batch is grouped by family of op (the affine ops, the blends, and
+each other op): one pass per family present, none per image.
 
 Exactness. The point ops (Brightness, Color, Contrast, Sharpness, Posterize, Solarize,
 AutoContrast, Equalize, Invert) repeat torchvision's float32 arithmetic step for step and are
@@ -21,6 +22,7 @@ pixel boundary (measured: see tests/test_augment_ops.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -45,7 +47,8 @@ OPS = (
     "Invert",
 )
 Fill = float | Sequence[float]
-Kernel = Callable[[torch.Tensor, torch.Tensor, Fill], torch.Tensor]
+# A kernel: (images of one family, their op positions in OPS, magnitudes, fill) -> images.
+Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Fill], torch.Tensor]
 
 
 def op_codes(ops: Sequence[str] | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
@@ -96,46 +99,69 @@ def apply_ops(
             f"{tuple(magnitudes.shape)}"
         )
     _check_magnitudes(codes, magnitudes)
-    out = images.clone()
-    for code in codes.unique().tolist():  # one pass per op present
-        if OPS[code] == "Identity":
-            continue
-        chosen = (codes == code).nonzero().squeeze(1)
-        group = images.index_select(0, chosen).contiguous()
-        out.index_copy_(0, chosen, KERNELS[OPS[code]](group, magnitudes[chosen], fill))
-    return out
+    # Sorted by family, each family is one slice: the passes read slices, and one gather at
+    # the end puts every image back in its place.
+    family_of = _FAMILY_OF.to(device)[codes]
+    order = torch.argsort(family_of, stable=True)
+    sizes = torch.bincount(family_of, minlength=len(FAMILIES)).tolist()
+    images = images.index_select(0, order)
+    codes, magnitudes = codes[order], magnitudes[order]
+    parts, start = [], 0
+    for (_, kernel), size in zip(FAMILIES, sizes, strict=True):
+        if size:
+            part = slice(start, start + size)
+            parts.append(
+                images[part]
+                if kernel is None
+                else kernel(images[part], codes[part], magnitudes[part], fill)
+            )
+        start += size
+    return torch.cat(parts).index_select(0, torch.argsort(order))
+
+
+# What torchvision's functionals accept, per op: low <= magnitude <= high. int(magnitude)
+# must be 0..8 for Posterize; 1 + magnitude >= 0 for the enhancements.
+_BELOW_9 = math.nextafter(9.0, 0.0)
+_LIMITS = {
+    "Brightness": (-1.0, math.inf, "1 + magnitude >= 0"),
+    "Color": (-1.0, math.inf, "1 + magnitude >= 0"),
+    "Contrast": (-1.0, math.inf, "1 + magnitude >= 0"),
+    "Sharpness": (-1.0, math.inf, "1 + magnitude >= 0"),
+    "Posterize": (0.0, _BELOW_9, "bits in 0..8"),
+    "Solarize": (-math.inf, 255.0, "a threshold of at most 255"),
+}
+_LOW = torch.tensor([_LIMITS.get(op, (-math.inf,))[0] for op in OPS], dtype=torch.float64)
+_HIGH = torch.tensor([_LIMITS.get(op, (0, math.inf))[1] for op in OPS], dtype=torch.float64)
 
 
 def _check_magnitudes(codes: torch.Tensor, magnitudes: torch.Tensor) -> None:
     """The magnitudes torchvision's functionals would refuse, named with their images."""
     if not bool(torch.isfinite(magnitudes).all()):
         raise ValueError(f"magnitudes must be finite, got {magnitudes.tolist()}")
-    limits = {  # (op, what is allowed, the allowed set as a test)
-        "Brightness": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
-        "Color": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
-        "Contrast": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
-        "Sharpness": ("1 + magnitude >= 0", lambda m: 1 + m >= 0),
-        "Posterize": ("bits in 0..8", lambda m: (m >= 0) & (m < 9)),
-        "Solarize": ("a threshold of at most 255", lambda m: m <= 255),
-    }
-    for name, (allowed, test) in limits.items():
-        bad = ((codes == OPS.index(name)) & ~test(magnitudes)).nonzero().squeeze(1)
-        if len(bad):
-            b = int(bad[0])
-            raise ValueError(
-                f"image {b}: {name} needs {allowed}, got magnitude {float(magnitudes[b])}"
-            )
-
-
-# ----- point ops --------------------------------------------------------------------------------
+    device = magnitudes.device
+    ok = (magnitudes >= _LOW.to(device)[codes]) & (magnitudes <= _HIGH.to(device)[codes])
+    if bool(ok.all()):
+        return
+    b = int((~ok).nonzero()[0, 0])
+    name = OPS[int(codes[b])]
+    raise ValueError(
+        f"image {b}: {name} needs {_LIMITS[name][2]}, got magnitude {float(magnitudes[b])}"
+    )
 
 
 def _per_image(values: torch.Tensor) -> torch.Tensor:
     return values.view(-1, 1, 1, 1)
 
 
+def _is(codes: torch.Tensor, name: str) -> torch.Tensor:
+    return codes == OPS.index(name)
+
+
 def _to_uint8(values: torch.Tensor) -> torch.Tensor:
     return values.clamp_(0, 255).to(torch.uint8)
+
+
+# ----- the blends: Brightness, Color, Contrast ------------------------------------------------
 
 
 def _grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -157,68 +183,81 @@ def _blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> to
     return _to_uint8(fused.to(torch.float32))
 
 
-def _brightness(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-    factor = _per_image((1.0 + magnitudes).to(torch.float32))
-    return _to_uint8(images.to(torch.float32).mul_(factor))
+def _blends(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    """Brightness blends with black (images * f, exactly torchvision's), Color with the
+    image's grey, Contrast with the mean of its grey: one blend for the three."""
+    gray = _grayscale(images)
+    mean = torch.mean(gray, dim=(-3, -2, -1), keepdim=True).expand_as(gray)
+    other = torch.where(
+        _per_image(_is(codes, "Color")),
+        gray,
+        torch.where(_per_image(_is(codes, "Contrast")), mean, 0.0),
+    )
+    return _blend(images, other, 1.0 + magnitudes)
 
 
-def _color(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-    return _blend(images, _grayscale(images), 1.0 + magnitudes)
+# ----- the other point ops --------------------------------------------------------------------
 
 
-def _contrast(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-    mean = torch.mean(_grayscale(images), dim=(-3, -2, -1), keepdim=True)
-    return _blend(images, mean, 1.0 + magnitudes)
-
-
-# torchvision's sharpness kernel: 1s around a 5, normalised.
-_SMOOTH = ((1 / 13, 1 / 13, 1 / 13), (1 / 13, 5 / 13, 1 / 13), (1 / 13, 1 / 13, 1 / 13))
-
-
-def _sharpness(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-    """Blends the inner pixels with their 3x3 smoothing (the border stays), as torchvision."""
-    channels = images.shape[1]
-    kernel = torch.tensor(_SMOOTH, dtype=torch.float32, device=images.device)
+def _sharpness(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    """Blends the inner pixels with their 3x3 smoothing (1s around a 5, over 13; the border
+    stays), as torchvision. Its float32 convolution, rounded, is round(S / 13) for the integer
+    stencil sum S: S / 13 never lies within float error of a half, so the integer form is
+    exact, and far cheaper than a convolution on a few images."""
+    x = images.to(torch.int32)
+    rows = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
+    box = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
+    inner_pixels = x[..., 1:-1, 1:-1]
+    stencil = box + 4 * inner_pixels
+    smooth = torch.div(2 * stencil + 13, 26, rounding_mode="floor")  # round(S / 13)
     output = images.to(torch.float32)
-    smooth = F.conv2d(output, kernel.expand(channels, 1, 3, 3), groups=channels).round_()
     inner = output[..., 1:-1, 1:-1]
     alpha = _per_image((1.0 - (1.0 + magnitudes)).to(torch.float32)).double()
     # inner + alpha * (smooth - inner), fused as torchvision's add_(..., alpha=) is
-    fused = inner.double().add_(smooth.sub_(inner).double().mul_(alpha))
-    inner.copy_(fused.to(torch.float32))
+    difference = (smooth - inner_pixels).double()
+    inner.copy_(inner.double().add_(difference.mul_(alpha)).to(torch.float32))
     return _to_uint8(output)
 
 
-def _posterize(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
+def _posterize(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
     bits = magnitudes.to(torch.int64)  # int(magnitude), as _apply_op
     mask = ((1 << bits) - 1) << (8 - bits)
     mask = torch.where(bits >= 8, 255, mask).to(torch.uint8)
     return images & _per_image(mask)
 
 
-def _solarize(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-    # uint8 >= a Python float compares in float32, where torchvision compares.
-    threshold = _per_image(magnitudes.to(torch.float32))
-    return torch.where(images.to(torch.float32) >= threshold, images.bitwise_not(), images)
+def _solarize(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    # torchvision compares uint8 >= a Python float in float32; for integer pixels that is
+    # pixel >= ceil(float32 threshold).
+    threshold = _per_image(torch.ceil(magnitudes.to(torch.float32)).to(torch.int16))
+    return torch.where(images.to(torch.int16) >= threshold, images.bitwise_not(), images)
 
 
 def _unparameterised(function: Callable[[torch.Tensor], torch.Tensor]) -> Kernel:
     """An op without a magnitude: torchvision's own batched functional (per image and
     channel already)."""
-    return lambda images, magnitudes, fill: function(images)
+    return lambda images, codes, magnitudes, fill: function(images)
 
 
-# ----- geometric ops ----------------------------------------------------------------------------
+# ----- the affine ops: ShearX/Y, TranslateX/Y, Rotate -----------------------------------------
 
 
 def _inverse_affine(
     angle: torch.Tensor,
     translate: tuple[torch.Tensor, torch.Tensor],
     shear: tuple[torch.Tensor, torch.Tensor],
-    center: tuple[float, float],
+    center: tuple[torch.Tensor, torch.Tensor],
 ) -> torch.Tensor:
-    """torchvision's `_get_inverse_affine_matrix` (scale 1) for one angle, translation and
-    shear (degrees, pixels) per image: float64 (B, 2, 3)."""
+    """torchvision's `_get_inverse_affine_matrix` (scale 1) for one angle, translation, shear
+    (degrees, pixels) and centre per image: float64 (B, 2, 3)."""
     rot, sx, sy = (torch.deg2rad(v) for v in (angle, *shear))
     cx, cy = center
     tx, ty = translate
@@ -240,10 +279,9 @@ def _warp(images: torch.Tensor, matrix: torch.Tensor, fill: Fill) -> torch.Tenso
     device = images.device
     theta = matrix.to(torch.float32)
     base = torch.empty(1, height, width, 3, dtype=torch.float32, device=device)
-    base[..., 0].copy_(
-        torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=device)
-    )
+    xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=device)
     ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=device)
+    base[..., 0].copy_(xs)
     base[..., 1].copy_(ys.unsqueeze_(-1))
     base[..., 2].fill_(1)
     halves = torch.tensor([0.5 * width, 0.5 * height], dtype=torch.float32, device=device)
@@ -263,48 +301,47 @@ def _warp(images: torch.Tensor, matrix: torch.Tensor, fill: Fill) -> torch.Tenso
     return pixels.round_().to(torch.uint8)
 
 
-def _shear(axis: int) -> Kernel:
-    def kernel(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-        # _apply_op: shear by atan(m) in degrees about the top-left corner (center [0, 0]).
-        degrees, zero = torch.rad2deg(torch.atan(magnitudes)), torch.zeros_like(magnitudes)
-        shear = (degrees, zero) if axis == 0 else (zero, degrees)
-        height, width = images.shape[-2:]
-        center = (-0.5 * width, -0.5 * height)
-        return _warp(images, _inverse_affine(zero, (zero, zero), shear, center), fill)
-
-    return kernel
-
-
-def _translate(axis: int) -> Kernel:
-    def kernel(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-        pixels = magnitudes.trunc()  # int(magnitude), as _apply_op
-        zero = torch.zeros_like(magnitudes)
-        translate = (pixels, zero) if axis == 0 else (zero, pixels)
-        return _warp(images, _inverse_affine(zero, translate, (zero, zero), (0.0, 0.0)), fill)
-
-    return kernel
-
-
-def _rotate(images: torch.Tensor, magnitudes: torch.Tensor, fill: Fill) -> torch.Tensor:
-    # F.rotate: the angle taken modulo 360, then affine with -angle about the centre.
-    angle = torch.remainder(magnitudes, 360.0)
+def _affine(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    """The five affine ops as `_apply_op` calls F.affine and F.rotate, one warp for all:
+    shears by atan(m) in degrees about the top-left corner, translations by int(m) pixels,
+    rotations by m degrees (modulo 360, as F.rotate takes it) about the centre."""
+    height, width = images.shape[-2:]
     zero = torch.zeros_like(magnitudes)
-    return _warp(images, _inverse_affine(-angle, (zero, zero), (zero, zero), (0.0, 0.0)), fill)
+    degrees = torch.rad2deg(torch.atan(magnitudes))
+    pixels = magnitudes.trunc()
+    shears = _is(codes, "ShearX") | _is(codes, "ShearY")
+    matrix = _inverse_affine(
+        angle=torch.where(_is(codes, "Rotate"), -torch.remainder(magnitudes, 360.0), zero),
+        translate=(
+            torch.where(_is(codes, "TranslateX"), pixels, zero),
+            torch.where(_is(codes, "TranslateY"), pixels, zero),
+        ),
+        shear=(
+            torch.where(_is(codes, "ShearX"), degrees, zero),
+            torch.where(_is(codes, "ShearY"), degrees, zero),
+        ),
+        center=(
+            torch.where(shears, -0.5 * width, zero),
+            torch.where(shears, -0.5 * height, zero),
+        ),
+    )
+    return _warp(images, matrix, fill)
 
 
-KERNELS: dict[str, Kernel] = {
-    "ShearX": _shear(0),
-    "ShearY": _shear(1),
-    "TranslateX": _translate(0),
-    "TranslateY": _translate(1),
-    "Rotate": _rotate,
-    "Brightness": _brightness,
-    "Color": _color,
-    "Contrast": _contrast,
-    "Sharpness": _sharpness,
-    "Posterize": _posterize,
-    "Solarize": _solarize,
-    "AutoContrast": _unparameterised(TF.autocontrast),
-    "Equalize": _unparameterised(TF.equalize),
-    "Invert": _unparameterised(TF.invert),
-}
+# The families of ops, each one pass of apply_ops: (its ops, its kernel; None for Identity).
+FAMILIES: tuple[tuple[tuple[str, ...], Kernel | None], ...] = (
+    (("Identity",), None),
+    (("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"), _affine),
+    (("Brightness", "Color", "Contrast"), _blends),
+    (("Sharpness",), _sharpness),
+    (("Posterize",), _posterize),
+    (("Solarize",), _solarize),
+    (("AutoContrast",), _unparameterised(TF.autocontrast)),
+    (("Equalize",), _unparameterised(TF.equalize)),
+    (("Invert",), _unparameterised(TF.invert)),
+)
+_FAMILY_OF = torch.tensor(
+    [next(f for f, (ops, _) in enumerate(FAMILIES) if op in ops) for op in OPS]
+)
