@@ -18,13 +18,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler, Subset
 from torchvision.transforms import v2
 
-from ltfast.augment import MEAN, STD, Normalize, random_crop_flip
-from ltfast.augment.pipelines import Pipeline
+from ltfast.augment import MEAN, STD, Normalize, crop_flip, draw_crop_flip
+from ltfast.augment.pipelines import Pipeline, concatenate_plans
 from ltfast.datasets import CIFAR10
 from ltfast.samplers import EpochSampler
 from ltfast.seeds import AUGMENT, POLICY, derive_seed
 
 PADDING = 4
+# Training steps whose strong augmentation is applied as one batch: its ops cost mostly per
+# call, so eight steps at once cost little more than one. Draws stay per step.
+STEPS_AT_ONCE = 8
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -84,22 +87,58 @@ class DeviceLoader:
             )
         generator = torch.Generator(device=self.device)
         generator.manual_seed(derive_seed(self.seed, epoch, stream))
-        policy = torch.Generator(device=self.device)
-        for step, start in enumerate(range(0, len(order), self.batch_size)):
-            chosen = order[start : start + self.batch_size]
-            if self.augment and len(chosen) < 2:
-                break
+        bounds = [
+            (s, min(s + self.batch_size, len(order))) for s in range(0, len(order), self.batch_size)
+        ]
+        if self.augment and bounds and bounds[-1][1] - bounds[-1][0] < 2:
+            bounds.pop()
+        at_once = STEPS_AT_ONCE if self.pipeline.draws else 1
+        for first in range(0, len(bounds), at_once):
+            steps = bounds[first : first + at_once]
+            base, end = steps[0][0], steps[-1][1]
+            chosen = order[base:end]
             images = self.images.index_select(0, chosen)
             if self.augment:
-                images = random_crop_flip(images, generator, PADDING)
-            if self.pipeline.draws:
-                policy.manual_seed(derive_seed(self.seed, epoch, stream, POLICY, step))
-            for each in self.pipeline.before_normalize:
-                images = each.batched(images, policy)
-            images = self.normalize(images)
-            for each in self.pipeline.after_normalize:
-                images = each.batched(images, policy)
-            yield images, self.targets[chosen]
+                images = self._augment(images, steps, first, generator, epoch, stream)
+            else:
+                images = self.normalize(images)
+            for start, stop in steps:
+                yield (
+                    images[start - base : stop - base],
+                    self.targets[chosen[start - base : stop - base]],
+                )
+
+    def _augment(
+        self,
+        padded: torch.Tensor,
+        steps: list[tuple[int, int]],
+        first: int,
+        generator: torch.Generator,
+        epoch: int,
+        stream: int,
+    ) -> torch.Tensor:
+        """Crop, flip, the pipeline and normalisation of consecutive steps' images, with every
+        draw made step by step: the crop and flip from the epoch's generator in order, the
+        pipeline's from the step's own generator."""
+        sizes = [stop - start for start, stop in steps]
+        draws = [draw_crop_flip(size, generator, PADDING) for size in sizes]
+        top, left, flip = (torch.cat(parts) for parts in zip(*draws, strict=True))
+        images = crop_flip(padded, top, left, flip, padded.shape[-1] - 2 * PADDING)
+        stages = (*self.pipeline.before_normalize, *self.pipeline.after_normalize)
+        plans: list[list] = [[] for _ in stages]
+        policy = torch.Generator(device=self.device)
+        for step, size in enumerate(sizes, start=first):
+            policy.manual_seed(derive_seed(self.seed, epoch, stream, POLICY, step))
+            for plan, each in zip(plans, stages, strict=True):
+                plan.append(each.batched.plan(size, policy))
+        joined = [concatenate_plans(plan) for plan in plans]
+        before = len(self.pipeline.before_normalize)
+        for each, plan in zip(self.pipeline.before_normalize, joined[:before], strict=True):
+            images = each.batched.apply(images, plan)
+        images = self.normalize(images)
+        for each, plan in zip(self.pipeline.after_normalize, joined[before:], strict=True):
+            images = each.batched.apply(images, plan)
+        return images
 
 
 def torchvision_transform(augment: bool, pipeline: Pipeline | None = None) -> v2.Compose:

@@ -4,6 +4,22 @@ magnitude per image (`ops`), AutoAugment, RandAugment and Cutout (`policies`), a
 of CutMix and Cutout (`boxes`)."""
 
 from ltfast.augment.ops import OPS, apply_ops
-from ltfast.augment.standard import MEAN, STD, Normalize, crop_flip, random_crop_flip
+from ltfast.augment.standard import (
+    MEAN,
+    STD,
+    Normalize,
+    crop_flip,
+    draw_crop_flip,
+    random_crop_flip,
+)
 
-__all__ = ["MEAN", "OPS", "STD", "Normalize", "apply_ops", "crop_flip", "random_crop_flip"]
+__all__ = [
+    "MEAN",
+    "OPS",
+    "STD",
+    "Normalize",
+    "apply_ops",
+    "crop_flip",
+    "draw_crop_flip",
+    "random_crop_flip",
+]

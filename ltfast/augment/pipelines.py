@@ -10,9 +10,9 @@ dataset mean (`--cutout-fill mean`: the original repository).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torchvision.transforms import v2
@@ -23,7 +23,22 @@ from ltfast.registry import Registry
 if TYPE_CHECKING:
     from ltfast.config import TrainConfig
 
-Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # batch, generator -> batch
+
+class Transform(Protocol):
+    """A batched augmentation in two halves (see ltfast.augment.policies)."""
+
+    def plan(self, batch: int, generator: torch.Generator) -> Any: ...
+    def apply(self, images: torch.Tensor, plan: Any) -> torch.Tensor: ...
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+
+
+def concatenate_plans(plans: Sequence[Any]) -> Any:
+    """Plans of consecutive batches as one: tensors, or tuples of tensors, joined on dim 0."""
+    if isinstance(plans[0], torch.Tensor):
+        return torch.cat(list(plans))
+    return tuple(torch.cat(list(parts)) for parts in zip(*plans, strict=True))
+
+
 ImageTransform = Callable[[torch.Tensor], torch.Tensor]  # one CHW image -> image
 CUTOUT_FILLS = ("black", "mean")
 

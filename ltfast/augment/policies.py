@@ -2,7 +2,10 @@
 one random choice per image.
 
 Each is a callable `t(images, generator)` on a uint8 (B, 3, H, W) batch with a
-`torch.Generator` on the batch's device. AutoAugment draws a sub-policy uniformly per image
+`torch.Generator` on the batch's device, made of two halves: `plan(batch, generator)` draws
+every image's choices, `apply(images, plan)` carries them out. A loader can so draw per step
+and apply once to several steps' images (the ops cost mostly per call, not per image).
+AutoAugment draws a sub-policy uniformly per image
 and applies each of its two ops with its probability (u <= p, as torchvision), at the
 sub-policy's magnitude bin with a random sign for signed ops. RandAugment draws `num_ops`
 ops uniformly with replacement per image, always applied. The sub-policy tables are
@@ -50,6 +53,16 @@ def magnitude_bins(op: str, num_bins: int, height: int, width: int) -> torch.Ten
     return bins.to(torch.float64)
 
 
+def _apply_plan(
+    images: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor], fill: Fill
+) -> torch.Tensor:
+    """Each image's ops, in order, at their magnitudes: plan = (ops, magnitudes), (B, K)."""
+    ops, magnitudes = plan
+    for position in range(ops.shape[1]):
+        images = apply_ops(images, ops[:, position], magnitudes[:, position], fill)
+    return images
+
+
 def _signed(codes: torch.Tensor) -> torch.Tensor:
     table = torch.tensor([name in SIGNED for name in OPS], device=codes.device)
     return table[codes]
@@ -91,11 +104,11 @@ class AutoAugment:
         applied = u <= self.probabilities.to(device)[policy]
         return torch.where(applied, ops, OPS.index("Identity")), magnitudes
 
+    def apply(self, images: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return _apply_plan(images, plan, self.fill)
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        ops, magnitudes = self.plan(len(images), generator)
-        for position in range(2):
-            images = apply_ops(images, ops[:, position], magnitudes[:, position], self.fill)
-        return images
+        return self.apply(images, self.plan(len(images), generator))
 
     def __repr__(self) -> str:
         return f"AutoAugment(policy={self.policy!r}, fill={self.fill})"
@@ -147,11 +160,11 @@ class RandAugment:
         magnitudes = self.magnitudes.to(device)[chosen]
         return ops, torch.where(_signed(ops) & negative, -magnitudes, magnitudes)
 
+    def apply(self, images: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return _apply_plan(images, plan, self.fill)
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        ops, magnitudes = self.plan(len(images), generator)
-        for position in range(self.num_ops):
-            images = apply_ops(images, ops[:, position], magnitudes[:, position], self.fill)
-        return images
+        return self.apply(images, self.plan(len(images), generator))
 
     def __repr__(self) -> str:
         return (
@@ -166,15 +179,26 @@ class Cutout:
     normalising, 0 is black (PaCo's, CMO's and NCL's form); on normalised images it is the
     dataset mean (the original repository's)."""
 
-    def __init__(self, length: int = 16):
+    def __init__(self, length: int = 16, image_size: int = 32):
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
-        self.length = length
+        self.length, self.image_size = length, image_size
+
+    def plan(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """The holes: bool (B, 1, size, size), True inside."""
+        size = self.image_size
+        return cutout_masks(batch, size, size, self.length, generator)
+
+    def apply(self, images: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
+        if plan.shape[0] != images.shape[0] or plan.shape[-2:] != images.shape[-2:]:
+            raise ValueError(
+                f"Cutout's holes are {tuple(plan.shape)}, for images {tuple(images.shape)}"
+            )
+        return images.masked_fill(plan.to(images.device), 0)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch, _, height, width = images.shape
-        holes = cutout_masks(batch, height, width, self.length, generator)
-        return images.masked_fill(holes.to(images.device), 0)
+        return self.apply(images, cutout_masks(batch, height, width, self.length, generator))
 
     def __repr__(self) -> str:
         return f"Cutout(length={self.length})"

@@ -27,14 +27,21 @@ def crop_flip(
     return picked.reshape(batch, channels, size, size)
 
 
+def draw_crop_flip(
+    batch: int, generator: torch.Generator, padding: int = 4
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Offsets (top, left) uniform in 0..2*padding and a fair coin for the flip, per image."""
+    device = generator.device
+    top, left = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator, device=device)
+    flip = torch.randint(0, 2, (batch,), generator=generator, device=device)
+    return top, left, flip
+
+
 def random_crop_flip(
     padded: torch.Tensor, generator: torch.Generator, padding: int = 4
 ) -> torch.Tensor:
-    """crop_flip of images padded by `padding`, with offsets uniform in 0..2*padding and a
-    fair coin for the flip."""
-    batch, device = padded.shape[0], padded.device
-    top, left = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator, device=device)
-    flip = torch.randint(0, 2, (batch,), generator=generator, device=device)
+    """crop_flip of images padded by `padding`, with draw_crop_flip's offsets and flips."""
+    top, left, flip = draw_crop_flip(padded.shape[0], generator, padding)
     return crop_flip(padded, top, left, flip, padded.shape[-1] - 2 * padding)
 
 
