@@ -56,6 +56,7 @@ class TrainConfig:
     batch_size: int = option(128, "images per step")
     lr: float = option(0.1, "peak learning rate (SGD)")
     momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "SGD with Nesterov momentum (BagofTricks-LT's recipes)")
     weight_decay: float = option(2e-4, "L2 weight decay")
     warmup_epochs: int = option(5, "linear learning-rate warm-up epochs")
     lr_milestones: list[int] = field(
@@ -65,8 +66,9 @@ class TrainConfig:
     lr_decay: float = option(0.01, "factor applied at each milestone")
     lr_schedule: str = option(
         "step",
-        "step (warm-up, then x lr_decay from each milestone), cosine (warm-up, then to 0) or "
-        "paco (PaCo's: warm-up through epoch warmup_epochs, then x lr_decay after each milestone)",
+        "step (warm-up, then x lr_decay from each milestone), cosine (warm-up, then to 0), bot "
+        "(BagofTricks-LT's WarmupMultiStepLR) or paco (PaCo's: warm-up through epoch "
+        "warmup_epochs, then x lr_decay after each milestone)",
     )
     # augmentation and batch mixing (SPEC sections 8.7 to 8.12)
     augment: str = option(
@@ -108,11 +110,19 @@ class TrainConfig:
     )
     pb_convention: str = option("t/T", "progressive-balanced schedule: t/T or (t-1)/(T-1)")
     # loss-side methods (SPEC section 7)
-    loss: str = option("ce", "ce, focal, ldam, balanced_softmax or logit_adjusted")
+    loss: str = option(
+        "ce", "ce, focal, ldam, balanced_softmax, logit_adjusted, vs (vector scaling) or cdt"
+    )
     focal_gamma: float = option(1.0, "focal loss gamma")
     ldam_max_m: float = option(0.5, "LDAM's largest margin")
     ldam_s: float = option(30.0, "LDAM's logit scale")
     logit_tau: float = option(1.0, "logit-adjusted loss tau")
+    vs_gamma: float = option(0.3, "VS loss: temperatures (n_max / n_j)**gamma")
+    vs_tau: float = option(1.0, "VS loss: the logit adjustment tau * log pi_j")
+    cdt_gamma: float = option(0.2, "CDT: temperatures (n_max / n_j)**gamma")
+    cdt_start_epoch: int = option(
+        0, "CDT: temperatures 1 before this epoch (BagofTricks-LT's DRW-CDT: 160)"
+    )
     reweight: str = option("none", "per-class loss weights: none, inverse or class_balanced")
     reweight_beta: float = option(0.9999, "class_balanced re-weighting beta")
     reweight_start_epoch: int = option(
@@ -202,6 +212,9 @@ METHOD_RANGES: dict[str, tuple[float, float, bool]] = {
     "ldam_s": (0.0, 100.0, False),
     "ldam_max_m": (0.0, 2.0, False),
     "logit_tau": (-10.0, 10.0, True),
+    "vs_gamma": (0.0, 2.0, True),
+    "vs_tau": (-10.0, 10.0, True),
+    "cdt_gamma": (0.0, 2.0, True),
     "eval_logit_tau": (-10.0, 10.0, True),
     "classifier_lr_factor": (0.0, 10.0, False),
 }  # the label-smoothing pair: by label_aware_epsilons, in _method_problems
@@ -211,6 +224,10 @@ NEEDS: dict[str, tuple[str, tuple[object, ...]]] = {
     "ldam_s": ("loss", ("ldam",)),
     "ldam_max_m": ("loss", ("ldam",)),
     "logit_tau": ("loss", ("logit_adjusted",)),
+    "vs_gamma": ("loss", ("vs",)),
+    "vs_tau": ("loss", ("vs",)),
+    "cdt_gamma": ("loss", ("cdt",)),
+    "cdt_start_epoch": ("loss", ("cdt",)),
     "reweight_beta": ("reweight", ("class_balanced",)),
     "reweight_start_epoch": ("reweight", ("inverse", "class_balanced")),
     "classifier_lr_factor": ("stage2", ("mislas",)),
@@ -266,6 +283,8 @@ def divergence_suspects(c: TrainConfig) -> list[str]:
         "ldam": [f"--ldam-s {c.ldam_s:g}", f"--ldam-max-m {c.ldam_max_m:g}"],
         "focal": [f"--focal-gamma {c.focal_gamma:g}"],
         "logit_adjusted": [f"--logit-tau {c.logit_tau:g}"],
+        "vs": [f"--vs-gamma {c.vs_gamma:g}", f"--vs-tau {c.vs_tau:g}"],
+        "cdt": [f"--cdt-gamma {c.cdt_gamma:g}"],
     }.get(c.loss, [])
     if c.reweight != "none":
         suspects.append(f"--reweight {c.reweight}")
@@ -343,6 +362,9 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         "classifier": _choice(c.classifier, CLASSIFIERS),
         "loss": _choice(c.loss, LOSSES),
         "reweight": _choice(c.reweight, REWEIGHTINGS),
+        "cdt_start_epoch": None
+        if 0 <= c.cdt_start_epoch < c.epochs
+        else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.cdt_start_epoch}",
         "reweight_start_epoch": None
         if 0 <= c.reweight_start_epoch < c.epochs
         else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.reweight_start_epoch}",
@@ -350,6 +372,9 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         "batch_size": None if c.batch_size >= 2 else f"must be >= 2, got {c.batch_size}",
         "lr": None if c.lr > 0 else f"must be > 0, got {c.lr}",
         "momentum": None if 0 <= c.momentum < 1 else f"must be in [0, 1), got {c.momentum}",
+        "nesterov": "Nesterov momentum needs --momentum > 0"
+        if c.nesterov and c.momentum == 0
+        else None,
         "weight_decay": None if c.weight_decay >= 0 else f"must be >= 0, got {c.weight_decay}",
         "warmup_epochs": None if c.warmup_epochs >= 0 else f"must be >= 0, got {c.warmup_epochs}",
         "lr_milestones": None

@@ -125,6 +125,9 @@ class ClassLoss(nn.Module):
                 )
         self.weight = weight
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (0-based), for losses that change in the run."""
+
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
         """L (B, C): the loss of each sample for each possible label, in float32."""
         raise NotImplementedError
@@ -224,6 +227,47 @@ class LogitAdjustedLoss(ClassLoss):
         return F.cross_entropy(logits + self.adjustment, labels, reduction="none")
 
 
+class VectorScalingLoss(ClassLoss):
+    """Kini et al.'s VS loss: cross-entropy of z_j / Delta_j + iota_j, Delta_j =
+    (n_max / n_j)**gamma and iota_j = tau * log pi_j, as VS's code computes it (its paper's
+    (n_j / n_max)**gamma * z_j is the same). tau = 0 is Ye et al.'s CDT (class-dependent
+    temperatures); gamma = 0 the logit-adjusted loss. Before `start_epoch` the temperatures
+    are 1 (BagofTricks-LT's deferred "DRW-CDT"). An empty class counts as one sample."""
+
+    temperatures: torch.Tensor
+    adjustment: torch.Tensor
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        weight: torch.Tensor | None = None,
+        gamma: float = 0.3,
+        tau: float = 1.0,
+        start_epoch: int = 0,
+    ):
+        super().__init__(class_counts, weight)
+        self.gamma, self.tau = real("gamma", gamma), real("tau", tau)
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        n = _counts(class_counts).clamp(min=1).double()
+        self.register_buffer("temperatures", ((n.max() / n) ** self.gamma).float())
+        self.register_buffer("adjustment", self.tau * log_prior(class_counts))
+        self.start_epoch, self.tempered = int(start_epoch), start_epoch <= 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.tempered = epoch >= self.start_epoch
+
+    def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+        scaled = logits / self.temperatures if self.tempered else logits
+        return scaled + self.adjustment
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        return -F.log_softmax(self.adjusted(logits), dim=1)
+
+    def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.adjusted(logits), labels, reduction="none")
+
+
 # ----- the registry ---------------------------------------------------------------------------
 
 LossBuilder = Callable[..., ClassLoss]
@@ -270,10 +314,27 @@ def logit_adjusted(
     return LogitAdjustedLoss(class_counts, weight, tau)
 
 
-def build_loss(
-    name: str, class_counts: Counts, weight: torch.Tensor | None = None, **options: float
+@register_loss("vs", gamma="vs_gamma", tau="vs_tau")
+def vector_scaling(
+    class_counts: Counts, weight: torch.Tensor | None = None, gamma: float = 0.3, tau: float = 1.0
 ) -> ClassLoss:
-    """The loss `name` (ce, focal, ldam, balanced_softmax, logit_adjusted) for these class
+    return VectorScalingLoss(class_counts, weight, gamma, tau)
+
+
+@register_loss("cdt", gamma="cdt_gamma", start_epoch="cdt_start_epoch")
+def class_dependent_temperatures(
+    class_counts: Counts,
+    weight: torch.Tensor | None = None,
+    gamma: float = 0.2,
+    start_epoch: int = 0,
+) -> ClassLoss:
+    return VectorScalingLoss(class_counts, weight, gamma, tau=0.0, start_epoch=start_epoch)
+
+
+def build_loss(
+    name: str, class_counts: Counts, weight: torch.Tensor | None = None, **options: float | int
+) -> ClassLoss:
+    """The loss `name` (ce, focal, ldam, balanced_softmax, logit_adjusted, vs, cdt) for these class
     counts, optionally weighted per class; called as `loss(logits, target)`."""
     builder = LOSSES[name]
     try:

@@ -161,7 +161,7 @@ def make_test_loader(
 # ----- model, loss and targets ----------------------------------------------------------------
 
 
-def loss_options(config: TrainConfig) -> dict[str, float]:
+def loss_options(config: TrainConfig) -> dict[str, float | int]:
     """The options of the chosen loss, read from their config fields."""
     return {option: getattr(config, field) for option, field in LOSS_OPTIONS[config.loss].items()}
 

@@ -3,6 +3,7 @@ weights. Each is a registry keyed by the config: `--lr-schedule`, `--sampler`, `
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -49,12 +50,32 @@ def paco_factor(epoch: int, warmup_epochs: int, milestones: list[int], decay: fl
     return decay ** sum(epoch > m for m in milestones)
 
 
+# WarmupMultiStepLR's starting factor in BagofTricks-LT's configs.
+BOT_WARMUP_FACTOR = 1 / 3
+
+
+def bot_factor(epoch: int, warmup_epochs: int, milestones: list[int], decay: float) -> float:
+    """BagofTricks-LT's WarmupMultiStepLR as its loop steps it: once in the constructor, then
+    at the start of every epoch, so 0-based epoch e trains at last_epoch = e + 1. A linear
+    warm-up from 1/3 (e + 1 < W), and x decay for each milestone m <= e + 1: the decays come
+    one epoch earlier than in LDAM-DRW's schedule (SPEC 8.4)."""
+    last = epoch + 1
+    warm = 1.0
+    if last < warmup_epochs:
+        alpha = last / warmup_epochs
+        warm = BOT_WARMUP_FACTOR * (1 - alpha) + alpha
+    return warm * decay ** bisect.bisect_right(milestones, last)
+
+
 # A learning-rate schedule: (epoch, config) -> the factor applied to --lr in that epoch.
 LR_SCHEDULES: Registry[Callable[[int, TrainConfig], float]] = Registry("lr_schedule")
 LR_SCHEDULES.register("step")(
     lambda epoch, c: lr_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
 )
 LR_SCHEDULES.register("cosine")(lambda epoch, c: cosine_factor(epoch, c.warmup_epochs, c.epochs))
+LR_SCHEDULES.register("bot")(
+    lambda epoch, c: bot_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
+)
 LR_SCHEDULES.register("paco")(
     lambda epoch, c: paco_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
 )

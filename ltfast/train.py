@@ -94,7 +94,7 @@ class Trainer:
         wrapped = DistributedDataParallel(self.model) if world.distributed else self.model
         self.step_model = torch.compile(wrapped) if config.compile else wrapped
         self.optimizer = torch.optim.SGD(
-            self.parts.param_groups, config.lr, momentum=config.momentum
+            self.parts.param_groups, config.lr, momentum=config.momentum, nesterov=config.nesterov
         )
         schedule = LR_SCHEDULES[config.lr_schedule]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -161,6 +161,7 @@ class Trainer:
         sampler = self.sampling.sampler(epoch)
         loss_of = self.parts.loss
         loss_of.set_weight(self.parts.weighting.weights(epoch))
+        loss_of.set_epoch(epoch)
         self.save_draw(sampler)
         bar = tqdm(
             total=len(sampler) * self.world.size,

@@ -112,6 +112,16 @@ def log_prior(counts=CIFAR10_LT):
     return torch.log(n / n.sum())
 
 
+def vs_loss(logits, labels, weight, gamma, tau):
+    """VS's VSLoss.forward, transcribed: Delta_j = (1/n_j)**gamma / min_k (1/n_k)**gamma,
+    iota_j = tau * log(n_j / N), CE of z / Delta + iota (CDT with tau 0)."""
+    n = np.array(CIFAR10_LT, dtype=np.float64)
+    temp = (1.0 / n) ** gamma
+    delta = torch.tensor(temp / np.min(temp), dtype=torch.float32)
+    iota = torch.tensor(tau * np.log(n / n.sum()), dtype=torch.float32)
+    return F.cross_entropy(logits / delta + iota, labels, weight=weight)
+
+
 REFERENCES = {
     "ce": (
         {},
@@ -127,6 +137,8 @@ REFERENCES = {
         {"tau": 0.7},
         lambda z, y, w: F.cross_entropy(z + 0.7 * log_prior(), y, weight=w),
     ),
+    "vs": ({"gamma": 0.2, "tau": 1.2}, lambda z, y, w: vs_loss(z, y, w, 0.2, 1.2)),
+    "cdt": ({"gamma": 0.2}, lambda z, y, w: vs_loss(z, y, w, 0.2, 0.0)),
 }
 
 
@@ -148,6 +160,23 @@ def test_each_loss_equals_its_definition_at_one_hot_targets(name, weighted):
     torch.testing.assert_close(loss(LOGITS, LABELS), expected)
     # One-hot float targets take the soft path, with the same result.
     torch.testing.assert_close(loss(LOGITS, F.one_hot(LABELS, C).float()), expected)
+
+
+def test_vs_temperatures_at_specs_figures_and_cdts_deferred_start():
+    vs = build_loss("vs", CIFAR10_LT, gamma=0.2, tau=1.2)
+    assert float(vs.temperatures[0]) == 1.0 and round(float(vs.temperatures[-1]), 3) == 2.512
+    assert (
+        round(float(vs.adjustment[0]), 2) == -1.09 and round(float(vs.adjustment[-1]), 2) == -6.62
+    )
+    deferred = build_loss("cdt", CIFAR10_LT, gamma=0.2, start_epoch=160)
+    for epoch, expected in [(0, F.cross_entropy(LOGITS, LABELS)), (159, None), (160, "cdt")]:
+        deferred.set_epoch(epoch)
+        if expected == "cdt":
+            torch.testing.assert_close(
+                deferred(LOGITS, LABELS), vs_loss(LOGITS, LABELS, None, 0.2, 0)
+            )
+        else:
+            torch.testing.assert_close(deferred(LOGITS, LABELS), F.cross_entropy(LOGITS, LABELS))
 
 
 def test_logit_adjusted_at_tau_one_is_balanced_softmax():

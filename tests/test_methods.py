@@ -26,6 +26,8 @@ FAMILIES = {
     "ldam": ["--loss", "ldam", "--classifier", "normed"],
     "balanced_softmax": ["--loss", "balanced_softmax"],
     "logit_adjusted": ["--loss", "logit_adjusted", "--logit-tau", "0.5"],
+    "vs": ["--loss", "vs", "--vs-gamma", "0.2", "--vs-tau", "1.2"],
+    "cdt": ["--loss", "cdt", "--cdt-start-epoch", "1", "--nesterov", "--lr-schedule", "bot"],
 }
 
 

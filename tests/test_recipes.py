@@ -18,13 +18,14 @@ BASELINES = {
 }  # fmt: skip
 LONG = {"ce_autoaugment_cutout_400", "balanced_softmax_autoaugment_cutout_400"}  # 400 epochs
 CMO = {"cmo_ce", "cmo_ce_drw", "cmo_balanced_softmax", "cmo_ldam_drw"}
-ROWS = BASELINES | LONG | CMO
+TEMPERATURES = {"vs", "cdt", "drw_cdt"}
+ROWS = BASELINES | LONG | CMO | TEMPERATURES
 # Two-stage recipes and the recipe of their stage 1; SPEC has no CIFAR figure for cRT and LWS.
 STAGE1_OF = {"crt": "ce", "lws": "ce", "mislas": "mixup"}
 # What SPEC read no figure for: CMO's CIFAR-100 figures only, none for the 400-epoch rows.
 UNPUBLISHED = {
-    "cifar10_lt": {"crt", "lws"} | LONG | CMO,
-    "cifar100_lt": {"crt", "lws", "cmo_ce_drw"} | LONG,
+    "cifar10_lt": {"crt", "lws", "vs"} | LONG | CMO,
+    "cifar100_lt": {"crt", "lws", "cmo_ce_drw", "vs"} | LONG,
 }
 FOLDERS = {"cifar10_lt": "cifar10", "cifar100_lt": "cifar100"}
 RECIPES = sorted(CONFIGS.glob("*/*.yaml"))

@@ -153,7 +153,7 @@ def test_init_from_a_stage2_model_or_an_unfinished_run_is_refused(
         ({"shift_bn": True}, "shift_bn: --shift-bn applies to a frozen backbone"),
         ({"init_from": "configs/ce.yaml"}, "init_from: configs/ce.yaml is a config"),
         ({"stage2": "decouple"}, "stage2: must be one of none, crt, lws, mislas"),
-        ({"lr_schedule": "linear"}, "lr_schedule: must be one of step, cosine, paco"),
+        ({"lr_schedule": "linear"}, "lr_schedule: must be one of step, cosine, bot, paco"),
     ],
 )
 def test_two_stage_settings_that_cannot_work_are_named(tmp_path, fields, message):

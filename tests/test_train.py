@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import subprocess
@@ -184,6 +185,25 @@ def paco_adjust_learning_rate(epoch: int, lr: float) -> float:
     if epoch > 320:
         return lr * 0.1
     return lr
+
+
+def warmup_multistep_lr(last_epoch: int, lr: float) -> float:
+    """BagofTricks-LT's WarmupMultiStepLR.get_lr (factor 1/3, 5 warm-up epochs, milestones
+    160 and 180, gamma 0.01), transcribed."""
+    warmup_factor = 1.0
+    if last_epoch < 5:
+        alpha = last_epoch / 5
+        warmup_factor = (1 / 3) * (1 - alpha) + alpha
+    return lr * warmup_factor * 0.01 ** bisect.bisect_right([160, 180], last_epoch)
+
+
+def test_the_bot_schedule_is_its_code_as_its_loop_steps_it():
+    config = TrainConfig(lr_schedule="bot")
+    ours = [LR_SCHEDULES["bot"](e, config) for e in range(200)]
+    # scheduler.step() in the constructor and at the start of each epoch: epoch e at e + 1.
+    assert ours == pytest.approx([warmup_multistep_lr(e + 1, 1.0) for e in range(200)])
+    assert ours[:5] == pytest.approx([0.4667, 0.6, 0.7333, 0.8667, 1.0], abs=1e-4)  # SPEC 8.4
+    assert (ours[158], ours[159], ours[178], ours[179]) == pytest.approx((1, 0.01, 0.01, 1e-4))
 
 
 def test_the_paco_schedule_is_its_code():
