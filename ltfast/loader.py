@@ -127,7 +127,7 @@ class DeviceLoader:
         stages = (*self.pipeline.before_normalize, *self.pipeline.after_normalize)
         plans: list[list] = [[] for _ in stages]
         policy = torch.Generator(device=self.device)
-        for step, size in enumerate(sizes, start=first):
+        for step, size in enumerate(sizes if stages else (), start=first):
             policy.manual_seed(derive_seed(self.seed, epoch, stream, POLICY, step))
             for plan, each in zip(plans, stages, strict=True):
                 plan.append(each.batched.plan(size, policy))

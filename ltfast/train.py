@@ -288,13 +288,17 @@ def describe_data(trainer: Trainer) -> dict:
     }
 
 
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def run_header(trainer: Trainer) -> str:
     config, counts = trainer.config, trainer.train_set.class_counts
     return (
         f"{config.model} on {config.dataset} ({len(trainer.train_set)} training images, "
         f"{counts.max()} to {counts.min()} per class), {config.epochs} epochs on "
         f"{trainer.device} x{trainer.world.size}, numerics: {trainer.numerics.describe()}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads, {parameter_count(trainer.model):,} parameters"
     )
 
 
@@ -309,7 +313,7 @@ def summarize(trainer: Trainer, wall_s: float) -> dict:
         "thresholds": {"many_above": MANY_ABOVE, "few_below": FEW_BELOW},
         "train_images": len(trainer.train_set),
         "class_counts": trainer.train_set.class_counts.tolist(),
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "parameters": parameter_count(trainer.model),
         "device": str(trainer.device),
         "machine": device_name(trainer.device),
         "numerics": trainer.numerics.describe(),

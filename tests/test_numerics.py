@@ -66,7 +66,10 @@ def test_a_run_records_the_numerics_that_ran(
     assert records(out)[0]["numerics"] == f"{described}, channels_last"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["numerics"] == f"{described}, channels_last"
-    assert f"numerics: {described}, channels_last" in capsys.readouterr().err
+    header = capsys.readouterr().err
+    assert f"numerics: {described}, channels_last" in header
+    # The field's ResNet-32 for 10 classes (LDAM-DRW's resnet32: 0.46 M parameters).
+    assert summary["parameters"] == 464_154 and "464,154 parameters" in header
 
 
 def convolution_outputs(monkeypatch) -> list[torch.Tensor]:
