@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ltfast.augment.pipelines import CUTOUT_FILLS, PIPELINES
-from ltfast.longtail import IMB_TYPES, images_per_class
+from ltfast.longtail import IMB_TYPES, SUBSETS, images_per_class
 from ltfast.losses import LOSSES, build_loss, label_aware_epsilons
 from ltfast.mixing import MIXERS
 from ltfast.models import CLASSIFIERS, MODELS
@@ -48,7 +48,12 @@ class TrainConfig:
     download: bool = option(False, "download the official archive if the data is absent")
     imb_factor: float = option(0.01, "n_min / n_max of the training set (0.01: imbalance 100)")
     imb_type: str = option("exp", "long-tail profile: exp or step")
-    subset_seed: int = option(0, "seed of the standard long-tailed subset")
+    subset: str = option(
+        "ldam",
+        "the long-tailed subset: ldam (LDAM-DRW's seeded shuffle per class: the standard) or "
+        "first_n (each class's first images in file order: Weight Balancing, ImbSAM, SHIKE)",
+    )
+    subset_seed: int = option(0, "seed of the ldam subset")
     # model and optimisation (SPEC section 5)
     model: str = option("resnet32", "resnet20, resnet32, resnet44, resnet56 or resnet110")
     classifier: str = option("linear", "linear, or normed (cosine logits; for --loss ldam)")
@@ -232,6 +237,7 @@ NEEDS: dict[str, tuple[str, tuple[object, ...]]] = {
     "reweight_start_epoch": ("reweight", ("inverse", "class_balanced")),
     "classifier_lr_factor": ("stage2", ("mislas",)),
     "pb_convention": ("sampler", ("pb",)),
+    "subset_seed": ("subset", ("ldam",)),
     "autoaugment_policy": ("augment", ("autoaugment",)),
     "randaugment_ops": ("augment", ("randaugment",)),
     "randaugment_magnitude": ("augment", ("randaugment",)),
@@ -358,6 +364,7 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         "dataset": _choice(c.dataset, DATASETS),
         "imb_factor": None if 0 < c.imb_factor <= 1 else f"must be in (0, 1], got {c.imb_factor}",
         "imb_type": _choice(c.imb_type, IMB_TYPES),
+        "subset": _choice(c.subset, SUBSETS),
         "model": _choice(c.model, MODELS),
         "classifier": _choice(c.classifier, CLASSIFIERS),
         "loss": _choice(c.loss, LOSSES),
@@ -468,6 +475,7 @@ IDENTITY = (
     "loss",
     "imb_factor",
     "imb_type",
+    "subset",
     "subset_seed",
     "synthetic_size",
     "seed",

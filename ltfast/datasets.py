@@ -30,7 +30,7 @@ from _ltfast import RecordReader
 from ltfast.download import download_and_extract
 from ltfast.integrity import IntegrityError, verify, write_manifest
 from ltfast.kernels import class_counts
-from ltfast.longtail import check_imbalance, long_tail_subset
+from ltfast.longtail import SUBSETS, check_imbalance, long_tail_subset
 from ltfast.python_version import ConversionError, convert, python_folder
 
 OUTPUTS = ("pil", "tensor")
@@ -270,16 +270,21 @@ class _LongTail(CIFAR10):
         download: bool = False,
         *,
         rand_number: int | None = None,
+        subset: str = "ldam",
         **options: Any,
     ):
         """`seed` (alias `rand_number`, LDAM-DRW's name) picks the subset; default 0.
-        `options`: transforms, output, check_integrity, and CIFAR100's label."""
+        `subset`: "ldam" (the standard) or "first_n" (each class's first images in file
+        order; see ltfast.longtail). `options`: transforms, output, check_integrity, and
+        CIFAR100's label."""
+        if subset not in SUBSETS:
+            raise ValueError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
         if seed is not None and rand_number is not None and seed != rand_number:
             raise ValueError(
                 f"seed ({seed}) and rand_number ({rand_number}) name the same thing; pass one"
             )
         check_imbalance(imb_factor, imb_type)
-        self.imb_factor, self.imb_type = imb_factor, imb_type
+        self.imb_factor, self.imb_type, self.subset = imb_factor, imb_type, subset
         self.seed = next((s for s in (seed, rand_number) if s is not None), 0)
         super().__init__(root, train, transform, target_transform, download, **options)
 
@@ -287,7 +292,7 @@ class _LongTail(CIFAR10):
         if not self.train:
             return super()._select(labels)
         return long_tail_subset(
-            labels, len(self.classes), self.imb_factor, self.imb_type, self.seed
+            labels, len(self.classes), self.imb_factor, self.imb_type, self.seed, self.subset
         )
 
     @property
@@ -300,7 +305,10 @@ class _LongTail(CIFAR10):
         return self.class_counts.tolist()
 
     def extra_repr(self) -> str:
-        imbalance = f"Imbalance: {self.imb_type}, factor {self.imb_factor}, seed {self.seed}"
+        imbalance = (
+            f"Imbalance: {self.imb_type}, factor {self.imb_factor}, subset {self.subset}, "
+            f"seed {self.seed}"
+        )
         return f"{super().extra_repr()}\n{imbalance}"
 
 

@@ -12,6 +12,9 @@ from ltfast.checks import real
 from ltfast.kernels import long_tail_indices
 
 IMB_TYPES = ("exp", "step")
+# ldam: each class's images in the order a seeded shuffle puts them (LDAM-DRW's, the standard);
+# first_n: each class's first images in file order (Weight Balancing's, ImbSAM's, SHIKE's).
+SUBSETS = ("ldam", "first_n")
 
 
 def check_imbalance(imb_factor: float, imb_type: str) -> None:
@@ -42,9 +45,18 @@ def long_tail_subset(
     imb_factor: float = 0.01,
     imb_type: str = "exp",
     seed: int = 0,
+    subset: str = "ldam",
 ) -> np.ndarray:
-    """Positions in `targets` of the standard long-tailed subset: class 0's block, then class
-    1's, ..., each in the order NumPy's legacy generator (seeded once) shuffled it."""
+    """Positions in `targets` of the long-tailed subset: class 0's block, then class 1's, ...
+    `ldam` (the standard): each block in the order NumPy's legacy generator (seeded once)
+    shuffled it. `first_n`: each block the class's first images in file order, as Weight
+    Balancing's `gen_imbalanced_data` takes them with its shuffles commented out (`seed` is
+    unused). Both keep the same number of images per class."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
     targets = np.asarray(targets)
     per_class = images_per_class(num_classes, imb_factor, imb_type, len(targets) / num_classes)
+    if subset == "first_n":
+        blocks = [np.flatnonzero(targets == c)[:n] for c, n in enumerate(per_class)]
+        return np.concatenate(blocks).astype(np.int64)
     return long_tail_indices(targets, np.array(per_class), seed)

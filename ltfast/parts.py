@@ -53,7 +53,12 @@ def _long_tail(
     imbalance = config.imb_factor, config.imb_type
     try:  # the fast path: tensors, batched fetches (see ltfast.datasets)
         train = kind(
-            root, *imbalance, config.subset_seed, download=config.download, output="tensor"
+            root,
+            *imbalance,
+            config.subset_seed,
+            download=config.download,
+            output="tensor",
+            subset=config.subset,
         )
         test = kind(root, *imbalance, train=False, output="tensor")
     except FileNotFoundError as error:

@@ -11,6 +11,7 @@ classifier together with the scales. All three train under class-balanced sampli
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 # Fields a stage-1 model must share with the run that starts from it, and fields that may
 # differ but usually should not (a stage 2 on other data than stage 1's).
 SAME_MODEL = ("dataset", "model", "classifier")
-SAME_DATA = ("imb_factor", "imb_type", "subset_seed", "synthetic_size")
+SAME_DATA = ("imb_factor", "imb_type", "subset", "subset_seed", "synthetic_size")
 
 # A stage-2 method: prepares the model (freezing, re-initialising or wrapping parts of it)
 # and returns the optimiser's parameter groups.
@@ -123,7 +124,10 @@ def load_initial_weights(model: CifarResNet, path: Path, config: TrainConfig) ->
         raise ValueError(
             "init_from: the checkpoint holds another model:\n  " + "\n  ".join(differences)
         )
-    other_data = [name for name in SAME_DATA if saved.get(name) != getattr(config, name)]
+    defaults = dataclasses.asdict(type(config)())  # what a checkpoint from before a field meant
+    other_data = [
+        name for name in SAME_DATA if saved.get(name, defaults[name]) != getattr(config, name)
+    ]
     if other_data:
         warnings.warn(
             f"init_from: {source} was trained on other data ("

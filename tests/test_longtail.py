@@ -91,3 +91,38 @@ def test_bad_profile_and_labels():
         long_tail_indices(np.array([-1, 1]), np.array([1, 1]))
     with pytest.raises(ValueError, match="class 1 asks for 2 samples but has 1"):
         long_tail_indices(np.array([0, 1]), np.array([1, 2]))
+
+
+def first_n_reference(labels: np.ndarray, per_class: list[int]) -> np.ndarray:
+    """Weight Balancing's gen_imbalanced_data (utils/dataset_CIFAR100LT.py) with its shuffles
+    commented out, as it runs: each class's first images in file order."""
+    targets_np = np.array(labels, dtype=np.int64)
+    picked = []
+    for the_class, the_img_num in zip(np.unique(targets_np), per_class, strict=True):
+        idx = np.where(targets_np == the_class)[0]
+        picked.extend(idx[:the_img_num])
+    return np.array(picked)
+
+
+@pytest.mark.parametrize(("num_classes", "imb_factor"), [(10, 0.01), (100, 0.01), (10, 0.1)])
+def test_the_first_n_subset_is_weight_balancings(num_classes, imb_factor):
+    labels = balanced_labels(num_classes, 50000 // num_classes, seed=5)
+    counts = reference_counts(num_classes, imb_factor, "exp")
+    first_n = long_tail_subset(labels, num_classes, imb_factor, subset="first_n")
+    np.testing.assert_array_equal(first_n, first_n_reference(labels, counts))
+    standard = long_tail_subset(labels, num_classes, imb_factor)
+    np.testing.assert_array_equal(np.bincount(labels[first_n]), np.bincount(labels[standard]))
+    assert not np.array_equal(np.sort(first_n), np.sort(standard))
+    with pytest.raises(ValueError, match="subset must be one of ldam, first_n"):
+        long_tail_subset(labels, num_classes, imb_factor, subset="random")
+
+
+def test_real_cifar10_first_n_subset(real_cifar10_root):
+    from ltfast import LongTailCIFAR10, RecordReader
+
+    folder = real_cifar10_root / "cifar-10-batches-bin"
+    labels = RecordReader([folder / f"data_batch_{i}.bin" for i in range(1, 6)]).labels
+    dataset = LongTailCIFAR10(real_cifar10_root, 0.01, subset="first_n")
+    expected = first_n_reference(labels, reference_counts(10, 0.01, "exp"))
+    np.testing.assert_array_equal(dataset.indices, expected)
+    assert "subset first_n" in repr(dataset)
