@@ -55,7 +55,11 @@ class TrainConfig:
     )
     subset_seed: int = option(0, "seed of the ldam subset")
     # model and optimisation (SPEC section 5)
-    model: str = option("resnet32", "resnet20, resnet32, resnet44, resnet56 or resnet110")
+    model: str = option(
+        "resnet32",
+        "resnet20, resnet32, resnet44, resnet56, resnet110 (option-A CIFAR ResNets) or "
+        "resnet34_cifar (Weight Balancing's and ImbSAM's ResNet-34)",
+    )
     classifier: str = option("linear", "linear, or normed (cosine logits; for --loss ldam)")
     epochs: int = option(200, "training epochs")
     batch_size: int = option(128, "images per step")

@@ -23,7 +23,7 @@ from ltfast.distributed import World, pick_device
 from ltfast.loader import DeviceLoader, TorchLoader
 from ltfast.losses import log_prior
 from ltfast.metrics import ECE_BINS, classification_report, expected_calibration_error
-from ltfast.models import CifarResNet
+from ltfast.models import LongTailNet
 from ltfast.parts import load_data, make_model, make_test_loader, numerics
 
 
@@ -92,7 +92,7 @@ class Trained:
     """A saved model with the data it was trained on, ready to evaluate."""
 
     config: TrainConfig
-    model: CifarResNet
+    model: LongTailNet
     train_set: CIFAR10
     test_set: CIFAR10
     source: Path  # the checkpoint file

@@ -1,10 +1,12 @@
 """ResNets for CIFAR (He et al. 2016, section 4.2) as the long-tail codebases build them:
 three stages of n basic blocks (16/32/64 channels), option-A zero-padding shortcuts,
 Kaiming-normal initialisation, global average pooling and a classifier: linear, or LDAM-DRW's
-normalised one (cosine logits). `model.features(x)` and `model.classifier` are separate, for
-methods that retrain or rescale the classifier alone: `freeze_backbone()` keeps the backbone as
-it is (BatchNorm statistics included), `reset_classifier()` re-initialises the classifier, and
-`ScaledClassifier` adds one learned scale per class (LWS).
+normalised one (cosine logits). And `resnet34_cifar`, the backbone of Weight Balancing and
+ImbSAM: torchvision's ResNet-34 with a 3x3 stride-1 stem and no max-pool (512-d features).
+`model.features(x)` and `model.classifier` are separate, for methods that retrain or rescale
+the classifier alone: `freeze_backbone()` keeps the backbone as it is (BatchNorm statistics
+included), `reset_classifier()` re-initialises the classifier, and `ScaledClassifier` adds
+one learned scale per class (LWS).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models import resnet34
 
 from ltfast.registry import Registry
 
@@ -80,38 +83,37 @@ CLASSIFIERS.register("linear")(nn.Linear)
 CLASSIFIERS.register("normed")(NormedLinear)
 
 
-class CifarResNet(nn.Module):
-    def __init__(self, blocks_per_stage: int, num_classes: int = 10, classifier: str = "linear"):
+class LongTailNet(nn.Module):
+    """A backbone whose pooled features a separate classifier reads: what every model of
+    ltfast is, so that the two-stage methods can retrain or rescale the classifier alone."""
+
+    def __init__(self, feature_dim: int, num_classes: int, classifier: str):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        stages, in_channels = [], 16
-        for channels, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for b in range(blocks_per_stage):
-                blocks.append(BasicBlock(in_channels, channels, stride if b == 0 else 1))
-                in_channels = channels
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
-        self.classifier: nn.Module = CLASSIFIERS[classifier](64, num_classes)
-        self.classifier_name, self.num_classes = classifier, num_classes
+        self.feature_dim, self.classifier_name, self.num_classes = (
+            feature_dim,
+            classifier,
+            num_classes,
+        )
+        self.classifier: nn.Module = self.new_classifier()
         self.frozen, self.shift_bn = False, False
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_normal_(module.weight)
+
+    def new_classifier(self) -> nn.Module:
+        """A classifier as a new model's is initialised."""
+        return CLASSIFIERS[self.classifier_name](self.feature_dim, self.num_classes)
 
     def backbone(self) -> list[nn.Module]:
         """Every module before the classifier."""
-        return [self.conv1, self.bn1, self.layer1, self.layer2, self.layer3]
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the classifier reads, (B, feature_dim)."""
+        raise NotImplementedError
 
     def reset_classifier(self) -> None:
         """A new classifier, initialised as a new model's is (cRT's re-initialisation); it
         stays on the model's device."""
-        device = self.conv1.weight.device
-        classifier = CLASSIFIERS[self.classifier_name](64, self.num_classes)
-        if isinstance(classifier, nn.Linear):
-            nn.init.kaiming_normal_(classifier.weight)
-        self.classifier = classifier.to(device)
+        device = next(self.parameters()).device
+        self.classifier = self.new_classifier().to(device)
 
     def freeze_backbone(self, shift_bn: bool = False) -> None:
         """No gradient reaches the backbone, and it stays in eval mode when the model trains,
@@ -123,7 +125,7 @@ class CifarResNet(nn.Module):
         self.frozen, self.shift_bn = True, shift_bn
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> CifarResNet:
+    def train(self, mode: bool = True) -> LongTailNet:
         super().train(mode)
         if self.frozen and mode:
             for part in self.backbone():
@@ -133,22 +135,71 @@ class CifarResNet(nn.Module):
                         module.train()
         return self
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled 64-dimensional features the classifier reads."""
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
-MODELS: Registry[Callable[[int, str], CifarResNet]] = Registry("model")
+class CifarResNet(LongTailNet):
+    def __init__(self, blocks_per_stage: int, num_classes: int = 10, classifier: str = "linear"):
+        super().__init__(64, num_classes, classifier)
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages, in_channels = [], 16
+        for channels, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for b in range(blocks_per_stage):
+                blocks.append(BasicBlock(in_channels, channels, stride if b == 0 else 1))
+                in_channels = channels
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(module.weight)
+
+    def new_classifier(self) -> nn.Module:
+        classifier = super().new_classifier()
+        if isinstance(classifier, nn.Linear):  # the field's init of every conv and linear
+            nn.init.kaiming_normal_(classifier.weight)
+        return classifier
+
+    def backbone(self) -> list[nn.Module]:
+        return [self.conv1, self.bn1, self.layer1, self.layer2, self.layer3]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled 64-dimensional features."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+
+
+class ResNet34Cifar(LongTailNet):
+    """Weight Balancing's and ImbSAM's backbone: torchvision's ResNet-34 (its initialisation,
+    projection shortcuts) with the ImageNet stem replaced by a 3x3 stride-1 convolution and
+    the max-pool skipped, so 32x32 images reach the last stage at 4x4; average-pooled 512-d
+    features, and the classifier (torchvision's `fc`) separate."""
+
+    def __init__(self, num_classes: int = 100, classifier: str = "linear"):
+        super().__init__(512, num_classes, classifier)
+        body = resnet34()
+        body.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        nn.init.kaiming_normal_(body.conv1.weight, mode="fan_out", nonlinearity="relu")
+        body.maxpool, body.fc = nn.Identity(), nn.Identity()
+        self.body = body
+
+    def backbone(self) -> list[nn.Module]:
+        return [self.body]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+MODELS: Registry[Callable[[int, str], LongTailNet]] = Registry("model")
 for _name, _blocks in DEPTHS.items():
     MODELS.register(_name)(functools.partial(CifarResNet, _blocks))
+MODELS.register("resnet34_cifar")(ResNet34Cifar)
 
 
-def build_model(name: str, num_classes: int, classifier: str = "linear") -> CifarResNet:
-    """`name` is one of resnet20, resnet32 (the field's default), resnet44, resnet56, resnet110;
-    `classifier` linear or normed."""
+def build_model(name: str, num_classes: int, classifier: str = "linear") -> LongTailNet:
+    """`name` is one of resnet20, resnet32 (the field's default), resnet44, resnet56, resnet110,
+    resnet34_cifar; `classifier` linear or normed."""
     return MODELS[name](num_classes, classifier)

@@ -29,7 +29,7 @@ from ltfast.losses import (
     smoothed_targets,
 )
 from ltfast.mixing import MIXERS, Mixer
-from ltfast.models import CifarResNet, build_model
+from ltfast.models import LongTailNet, build_model
 from ltfast.numerics import Numerics, resolve_precision
 from ltfast.registry import Registry
 from ltfast.schedules import SamplingSchedule, WeightSchedule
@@ -202,7 +202,7 @@ class Targets:
 
 def make_model(
     config: TrainConfig, num_classes: int, device: torch.device, start_from_init: bool = True
-) -> tuple[CifarResNet, list[dict]]:
+) -> tuple[LongTailNet, list[dict]]:
     """The model, started from --init-from's weights (unless `start_from_init` is False) and
     prepared for --stage2, on `device`; and the optimiser's parameter groups."""
     model = build_model(config.model, num_classes, config.classifier)
@@ -218,7 +218,7 @@ def make_model(
 class Parts:
     train_set: CIFAR10
     test_set: CIFAR10
-    model: CifarResNet
+    model: LongTailNet
     loss: ClassLoss
     param_groups: list[dict]
     sampling: SamplingSchedule

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ltfast import checkpoint
-from ltfast.models import CifarResNet, ScaledClassifier
+from ltfast.models import LongTailNet, ScaledClassifier
 from ltfast.registry import Registry
 from ltfast.run_folder import SUMMARY, RunFolder
 
@@ -35,7 +35,7 @@ SAME_DATA = ("imb_factor", "imb_type", "subset", "subset_seed", "synthetic_size"
 
 # A stage-2 method: prepares the model (freezing, re-initialising or wrapping parts of it)
 # and returns the optimiser's parameter groups.
-Stage2 = Callable[[CifarResNet, "TrainConfig"], list[dict]]
+Stage2 = Callable[[LongTailNet, "TrainConfig"], list[dict]]
 STAGE2: Registry[Stage2] = Registry("stage2")
 
 
@@ -48,13 +48,13 @@ def _group(params, config: TrainConfig, lr_factor: float = 1.0) -> dict:
 
 
 @STAGE2.register("none")
-def whole_model(model: CifarResNet, config: TrainConfig) -> list[dict]:
+def whole_model(model: LongTailNet, config: TrainConfig) -> list[dict]:
     """One-stage training: every parameter at --lr and --weight-decay."""
     return [_group(model.parameters(), config)]
 
 
 @STAGE2.register("crt")
-def classifier_retraining(model: CifarResNet, config: TrainConfig) -> list[dict]:
+def classifier_retraining(model: LongTailNet, config: TrainConfig) -> list[dict]:
     """cRT: frozen backbone, a re-initialised classifier trained alone."""
     model.freeze_backbone(config.shift_bn)
     model.reset_classifier()
@@ -62,7 +62,7 @@ def classifier_retraining(model: CifarResNet, config: TrainConfig) -> list[dict]
 
 
 @STAGE2.register("lws")
-def learnable_weight_scaling(model: CifarResNet, config: TrainConfig) -> list[dict]:
+def learnable_weight_scaling(model: LongTailNet, config: TrainConfig) -> list[dict]:
     """LWS: frozen backbone and classifier; one learned scale per class."""
     model.freeze_backbone(config.shift_bn)
     model.classifier.requires_grad_(False)
@@ -71,7 +71,7 @@ def learnable_weight_scaling(model: CifarResNet, config: TrainConfig) -> list[di
 
 
 @STAGE2.register("mislas")
-def mislas_stage2(model: CifarResNet, config: TrainConfig) -> list[dict]:
+def mislas_stage2(model: LongTailNet, config: TrainConfig) -> list[dict]:
     """MiSLAS's stage 2: frozen backbone; the stage-1 classifier (not re-initialised) at
     --classifier-lr-factor times the learning rate (MiSLAS: 0.5 on CIFAR-10, 0.2 on
     CIFAR-100), and one learned scale per class at the full rate."""
@@ -85,7 +85,7 @@ def mislas_stage2(model: CifarResNet, config: TrainConfig) -> list[dict]:
 
 
 def prepare_model(
-    model: CifarResNet, config: TrainConfig, start_from_init: bool = True
+    model: LongTailNet, config: TrainConfig, start_from_init: bool = True
 ) -> list[dict]:
     """Loads the --init-from weights (unless `start_from_init` is False: a resume restores
     its own), applies the --stage2 method, and returns the parameter groups to train."""
@@ -94,7 +94,7 @@ def prepare_model(
     return STAGE2[config.stage2](model, config)
 
 
-def load_initial_weights(model: CifarResNet, path: Path, config: TrainConfig) -> None:
+def load_initial_weights(model: LongTailNet, path: Path, config: TrainConfig) -> None:
     """Copies the weights of a trained stage-1 model (a run folder's last.pt, or a checkpoint
     file) into `model`. Refuses an unfinished run, another model or other classes, naming the
     difference; warns when the training data differ."""

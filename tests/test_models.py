@@ -70,3 +70,40 @@ def test_the_normed_classifier_gives_cosines():
 def test_unknown_classifier():
     with pytest.raises(ValueError, match="classifier must be one of linear, normed"):
         build_model("resnet20", 10, "mlp")
+
+
+def resnet34_cifar_parameters(num_classes: int) -> int:
+    """Counted by hand: a 3x3 stem of 64 channels, basic blocks [3, 4, 6, 3] of 64 to 512
+    channels with 1x1 projection shortcuts (and their batch norm) where the shape changes,
+    and a 512-d linear classifier."""
+    total, in_channels = 3 * 64 * 9 + 2 * 64, 64
+    for channels, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for _ in range(blocks):
+            total += in_channels * channels * 9 + channels * channels * 9 + 4 * channels
+            if in_channels != channels:
+                total += in_channels * channels + 2 * channels
+            in_channels = channels
+    return total + 512 * num_classes + num_classes
+
+
+def test_resnet34_cifar_is_weight_balancings_backbone():
+    import torchvision
+
+    model = build_model("resnet34_cifar", 100).eval()
+    count = sum(p.numel() for p in model.parameters())
+    assert count == resnet34_cifar_parameters(100) == 21_328_292  # "about 21.3 M"
+    # Weight Balancing's construction: torchvision's ResNet-34, 3x3 stride-1 stem, no max-pool.
+    theirs = torchvision.models.resnet34(num_classes=100)
+    theirs.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    theirs.maxpool = torch.nn.Identity()
+    assert sum(p.numel() for p in theirs.parameters()) == count
+    x = torch.randn(2, 3, 32, 32)
+    assert model.features(x).shape == (2, 512) and model(x).shape == (2, 100)
+    assert build_model("resnet34_cifar", 100, "normed")(x).abs().max() <= 1 + 1e-6
+    model.freeze_backbone()
+    model.train()
+    assert not any(p.requires_grad for p in model.body.parameters())
+    assert all(p.requires_grad for p in model.classifier.parameters()) and not model.body.training
+    before = model.classifier.weight.clone()
+    model.reset_classifier()
+    assert not torch.equal(model.classifier.weight, before)
