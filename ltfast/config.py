@@ -120,7 +120,9 @@ class TrainConfig:
     pb_convention: str = option("t/T", "progressive-balanced schedule: t/T or (t-1)/(T-1)")
     # loss-side methods (SPEC section 7)
     loss: str = option(
-        "ce", "ce, focal, ldam, balanced_softmax, logit_adjusted, vs (vector scaling) or cdt"
+        "ce",
+        "ce, focal, ldam, balanced_softmax, logit_adjusted, vs (vector scaling), cdt, or "
+        "class_balanced_bce (Weight Balancing's stage 2)",
     )
     focal_gamma: float = option(1.0, "focal loss gamma")
     ldam_max_m: float = option(0.5, "LDAM's largest margin")
@@ -129,6 +131,7 @@ class TrainConfig:
     vs_gamma: float = option(0.3, "VS loss: temperatures (n_max / n_j)**gamma")
     vs_tau: float = option(1.0, "VS loss: the logit adjustment tau * log pi_j")
     cdt_gamma: float = option(0.2, "CDT: temperatures (n_max / n_j)**gamma")
+    cb_bce_beta: float = option(0.9999, "class_balanced_bce: the class-balanced weights' beta")
     cdt_start_epoch: int = option(
         0, "CDT: temperatures 1 before this epoch (BagofTricks-LT's DRW-CDT: 160)"
     )
@@ -237,6 +240,7 @@ NEEDS: dict[str, tuple[str, tuple[object, ...]]] = {
     "vs_tau": ("loss", ("vs",)),
     "cdt_gamma": ("loss", ("cdt",)),
     "cdt_start_epoch": ("loss", ("cdt",)),
+    "cb_bce_beta": ("loss", ("class_balanced_bce",)),
     "reweight_beta": ("reweight", ("class_balanced",)),
     "reweight_start_epoch": ("reweight", ("inverse", "class_balanced")),
     "classifier_lr_factor": ("stage2", ("mislas",)),

@@ -268,6 +268,32 @@ class VectorScalingLoss(ClassLoss):
         return F.cross_entropy(self.adjusted(logits), labels, reduction="none")
 
 
+class ClassBalancedBCE(ClassLoss):
+    """Weight Balancing's stage-2 loss (its `CB_loss(..., "softmax")`): binary cross-entropy of
+    the softmax probabilities against the one-hot target, weighted per sample by the
+    class-balanced weight of its label (beta), averaged over the B x C entries: a plain mean,
+    as `F.binary_cross_entropy(weight=)` takes it. Not weighted cross-entropy. Its class
+    losses are L_ic = w_c * (-log p_ic - sum_{k != c} log(1 - p_ik)) / C, which is that loss at
+    one-hot targets (Weight Balancing uses no others). The log terms are clamped at -100, as
+    torch's BCE clamps them."""
+
+    balance: torch.Tensor
+
+    def __init__(
+        self, class_counts: Counts, weight: torch.Tensor | None = None, beta: float = 0.9999
+    ):
+        super().__init__(class_counts, weight)
+        self.register_buffer("balance", class_balanced_weights(class_counts, beta))
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(logits, dim=1)
+        log_p = torch.log(p).clamp(min=-100)
+        log_not_p = torch.log1p(-p).clamp(min=-100)
+        total_not = log_not_p.sum(dim=1, keepdim=True)
+        per_label = -(log_p + total_not - log_not_p) / logits.shape[1]
+        return per_label * self.balance
+
+
 # ----- the registry ---------------------------------------------------------------------------
 
 LossBuilder = Callable[..., ClassLoss]
@@ -331,10 +357,18 @@ def class_dependent_temperatures(
     return VectorScalingLoss(class_counts, weight, gamma, tau=0.0, start_epoch=start_epoch)
 
 
+@register_loss("class_balanced_bce", beta="cb_bce_beta")
+def class_balanced_bce(
+    class_counts: Counts, weight: torch.Tensor | None = None, beta: float = 0.9999
+) -> ClassLoss:
+    return ClassBalancedBCE(class_counts, weight, beta)
+
+
 def build_loss(
     name: str, class_counts: Counts, weight: torch.Tensor | None = None, **options: float | int
 ) -> ClassLoss:
-    """The loss `name` (ce, focal, ldam, balanced_softmax, logit_adjusted, vs, cdt) for these class
+    """The loss `name` (ce, focal, ldam, balanced_softmax, logit_adjusted, vs, cdt,
+    class_balanced_bce) for these class
     counts, optionally weighted per class; called as `loss(logits, target)`."""
     builder = LOSSES[name]
     try:

@@ -122,6 +122,31 @@ def vs_loss(logits, labels, weight, gamma, tau):
     return F.cross_entropy(logits / delta + iota, labels, weight=weight)
 
 
+def cb_bce_per_sample(logits, labels, beta):
+    n = np.array(CIFAR10_LT, dtype=np.float64)
+    weights = (1.0 - beta) / (1.0 - np.power(beta, n))
+    weights = torch.tensor(weights / np.sum(weights) * C, dtype=torch.float32)
+    one_hot = F.one_hot(labels, C).float()
+    bce = F.binary_cross_entropy(logits.softmax(dim=1), one_hot, reduction="none")
+    return weights[labels] * bce.mean(dim=1)
+
+
+def weight_balancing_cb_loss(logits, labels, beta):
+    """Weight Balancing's CB_loss(labels, logits, counts, C, "softmax", beta, gamma),
+    transcribed: per-sample weights w_y repeated over the classes, then
+    F.binary_cross_entropy(softmax(z), one_hot, weight=...) with its mean over B x C."""
+    n = np.array(CIFAR10_LT, dtype=np.float64)
+    effective_num = 1.0 - np.power(beta, n)
+    weights = (1.0 - beta) / np.array(effective_num)
+    weights = weights / np.sum(weights) * C
+    labels_one_hot = F.one_hot(labels, C).float()
+    weights = torch.tensor(weights).float().unsqueeze(0)
+    weights = (weights.repeat(labels_one_hot.shape[0], 1) * labels_one_hot).sum(1)
+    weights = weights.unsqueeze(1).repeat(1, C)
+    pred = logits.softmax(dim=1)
+    return F.binary_cross_entropy(input=pred, target=labels_one_hot, weight=weights)
+
+
 REFERENCES = {
     "ce": (
         {},
@@ -139,6 +164,7 @@ REFERENCES = {
     ),
     "vs": ({"gamma": 0.2, "tau": 1.2}, lambda z, y, w: vs_loss(z, y, w, 0.2, 1.2)),
     "cdt": ({"gamma": 0.2}, lambda z, y, w: vs_loss(z, y, w, 0.2, 0.0)),
+    "class_balanced_bce": ({"beta": 0.9999}, None),  # its own weights: checked separately
 }
 
 
@@ -148,7 +174,13 @@ def test_each_loss_equals_its_definition_at_one_hot_targets(name, weighted):
     options, reference = REFERENCES[name]
     weight = WEIGHT if weighted else None
     loss = build_loss(name, CIFAR10_LT, weight, **options)
-    if name == "focal":
+    if name == "class_balanced_bce":
+        expected = weight_balancing_cb_loss(LOGITS, LABELS, 0.9999)
+        if weighted:  # an extra weight re-weights the mean as for every loss
+            per_sample = cb_bce_per_sample(LOGITS, LABELS, 0.9999)
+            w = WEIGHT[LABELS]
+            expected = (w * per_sample).sum() / w.sum()
+    elif name == "focal":
         if weighted:
             ce = F.cross_entropy(LOGITS, LABELS, reduction="none")
             focal = (1 - torch.exp(-ce)) ** 2 * ce
