@@ -21,6 +21,7 @@ from ltfast.losses import LOSSES, build_loss, label_aware_epsilons
 from ltfast.mixing import MIXERS
 from ltfast.models import CLASSIFIERS, MODELS
 from ltfast.numerics import MEMORY_FORMATS, PRECISIONS
+from ltfast.optim import OPTIMIZERS
 from ltfast.parts import DATASETS, loss_options
 from ltfast.run_folder import writable_folder_problem
 from ltfast.samplers import CONVENTIONS
@@ -66,6 +67,8 @@ class TrainConfig:
     lr: float = option(0.1, "peak learning rate (SGD)")
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(False, "SGD with Nesterov momentum (BagofTricks-LT's recipes)")
+    optimizer: str = option("sgd", "sgd, or sam (sharpness-aware: two passes a step)")
+    sam_rho: float = option(0.05, "SAM's neighbourhood radius rho")
     weight_decay: float = option(2e-4, "L2 weight decay")
     warmup_epochs: int = option(5, "linear learning-rate warm-up epochs")
     lr_milestones: list[int] = field(
@@ -225,6 +228,7 @@ METHOD_RANGES: dict[str, tuple[float, float, bool]] = {
     "ldam_max_m": (0.0, 2.0, False),
     "logit_tau": (-10.0, 10.0, True),
     "vs_gamma": (0.0, 2.0, True),
+    "sam_rho": (0.0, 10.0, True),
     "vs_tau": (-10.0, 10.0, True),
     "cdt_gamma": (0.0, 2.0, True),
     "eval_logit_tau": (-10.0, 10.0, True),
@@ -241,6 +245,7 @@ NEEDS: dict[str, tuple[str, tuple[object, ...]]] = {
     "cdt_gamma": ("loss", ("cdt",)),
     "cdt_start_epoch": ("loss", ("cdt",)),
     "cb_bce_beta": ("loss", ("class_balanced_bce",)),
+    "sam_rho": ("optimizer", ("sam",)),
     "reweight_beta": ("reweight", ("class_balanced",)),
     "reweight_start_epoch": ("reweight", ("inverse", "class_balanced")),
     "classifier_lr_factor": ("stage2", ("mislas",)),
@@ -304,6 +309,8 @@ def divergence_suspects(c: TrainConfig) -> list[str]:
         suspects.append(f"--reweight {c.reweight}")
     if c.mix != "none":
         suspects.append(f"--mix {c.mix}")
+    if c.optimizer == "sam":
+        suspects.append(f"--sam-rho {c.sam_rho:g}")
     if c.label_smoothing > 0:
         suspects.append(f"--label-smoothing {c.label_smoothing:g}")
     if c.label_smoothing_head > 0 or c.label_smoothing_tail > 0:
@@ -387,6 +394,7 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         "batch_size": None if c.batch_size >= 2 else f"must be >= 2, got {c.batch_size}",
         "lr": None if c.lr > 0 else f"must be > 0, got {c.lr}",
         "momentum": None if 0 <= c.momentum < 1 else f"must be in [0, 1), got {c.momentum}",
+        "optimizer": _choice(c.optimizer, OPTIMIZERS),
         "nesterov": "Nesterov momentum needs --momentum > 0"
         if c.nesterov and c.momentum == 0
         else None,

@@ -15,6 +15,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 import ltfast
-from ltfast import checkpoint, distributed, evaluation, kernels
+from ltfast import checkpoint, distributed, evaluation, kernels, optim
 from ltfast.config import (
     TrainConfig,
     divergence_suspects,
@@ -40,6 +41,7 @@ from ltfast.distributed import World, pick_device
 from ltfast.download import DownloadError
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
 from ltfast.numerics import device_name, keep_freed_memory, resolve_precision
+from ltfast.optim import OPTIMIZERS
 from ltfast.parent import end_with_parent
 from ltfast.parts import Parts, build_parts, numerics
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
@@ -93,9 +95,7 @@ class Trainer:
         self.model = self.parts.model
         wrapped = DistributedDataParallel(self.model) if world.distributed else self.model
         self.step_model = torch.compile(wrapped) if config.compile else wrapped
-        self.optimizer = torch.optim.SGD(
-            self.parts.param_groups, config.lr, momentum=config.momentum, nesterov=config.nesterov
-        )
+        self.optimizer = OPTIMIZERS[config.optimizer](self.parts.param_groups, config)
         schedule = LR_SCHEDULES[config.lr_schedule]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: schedule(epoch, config)
@@ -177,12 +177,7 @@ class Trainer:
             images, targets = mix(images, labels)  # for skipped steps too: the same draws
             if step < self.step:
                 continue  # done before the interruption
-            with self.autocast:
-                logits = self.step_model(images)
-            loss = targets.loss(loss_of, logits)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            loss = optim.step(self.optimizer, self.closure(images, targets, loss_of))
             self.loss_sum += loss.detach() * len(labels)
             self.seen += len(labels) * self.world.size
             self.step = step + 1
@@ -199,6 +194,20 @@ class Trainer:
             "images_per_s": self.seen / self.train_s,
             "train_s": self.train_s,
         }
+
+    def closure(self, images: torch.Tensor, targets, loss_of) -> Callable[[], torch.Tensor]:
+        """One evaluation of the batch's loss with its gradient, for `optimizer.step`: SGD
+        calls it once, SAM twice (ltfast.optim)."""
+
+        def evaluate() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.autocast:
+                logits = self.step_model(images)
+            loss = targets.loss(loss_of, logits)
+            loss.backward()
+            return loss
+
+        return evaluate
 
     def should_stop(self, loss: torch.Tensor, step: int, bar) -> bool:
         """Checks the loss (every CHECK_EVERY steps) and a stop request. Under torchrun both

@@ -163,6 +163,22 @@ def test_a_resume_inside_a_cmo_and_autoaugment_epoch_equals_an_uninterrupted_run
         assert torch.equal(resumed[name], uninterrupted[name]), name
 
 
+def test_a_resume_inside_a_sam_epoch_equals_an_uninterrupted_run(tmp_path, data_root, monkeypatch):
+    sam = ["--optimizer", "sam", "--sam-rho", "0.5"]
+    whole = tmp_path / "whole"
+    main(flags(data_root, whole, *sam))
+    out = tmp_path / "interrupted"
+    interrupt_at_step(monkeypatch, 10)  # SAM's SGD steps once a step: epoch 1, step 3
+    with pytest.raises(SystemExit):
+        main(flags(data_root, out, *sam))
+    monkeypatch.undo()
+    main(["--resume", str(out)])
+    assert metrics(out) == metrics(whole)
+    resumed, uninterrupted = weights(out), weights(whole)
+    for name in uninterrupted:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
+
+
 def test_resume_refuses_another_experiment(tmp_path, uninterrupted, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--resume", str(uninterrupted), "--model", "resnet20", "--imb-factor", "0.5"])
