@@ -19,7 +19,8 @@ BASELINES = {
 LONG = {"ce_autoaugment_cutout_400", "balanced_softmax_autoaugment_cutout_400"}  # 400 epochs
 CMO = {"cmo_ce", "cmo_ce_drw", "cmo_balanced_softmax", "cmo_ldam_drw"}
 TEMPERATURES = {"vs", "cdt", "drw_cdt"}
-ROWS = BASELINES | LONG | CMO | TEMPERATURES
+SAM = {"ce_drw_sam", "ldam_drw_sam"}
+ROWS = BASELINES | LONG | CMO | TEMPERATURES | SAM
 # Two-stage recipes and the recipe of their stage 1; SPEC has no CIFAR figure for cRT and LWS.
 STAGE1_OF = {"crt": "ce", "lws": "ce", "mislas": "mixup"}
 # What SPEC read no figure for: CMO's CIFAR-100 figures only, none for the 400-epoch rows.
