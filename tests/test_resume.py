@@ -148,31 +148,33 @@ STRONG += ["--epochs", "9", "--loss", "balanced_softmax"]
 def test_a_resume_inside_a_cmo_and_autoaugment_epoch_equals_an_uninterrupted_run(
     tmp_path, data_root, monkeypatch
 ):
-    whole = tmp_path / "whole"
-    main(flags(data_root, whole, *STRONG))
-    out = tmp_path / "interrupted"
-    interrupt_at_step(monkeypatch, 4 * STEPS_PER_EPOCH + 3)  # epoch 4, the CMO epoch
-    with pytest.raises(SystemExit):
-        main(flags(data_root, out, *STRONG))
-    assert (checkpoint.load(out)["epoch"], checkpoint.load(out)["step"]) == (4, 3)
-    monkeypatch.undo()
-    main(["--resume", str(out)])
-    assert metrics(out) == metrics(whole)
-    resumed, uninterrupted = weights(out), weights(whole)
-    for name in uninterrupted:
-        assert torch.equal(resumed[name], uninterrupted[name]), name
+    out = interrupted_and_resumed(tmp_path, data_root, monkeypatch, STRONG, 4 * STEPS_PER_EPOCH + 3)
+    assert_same_run(out, tmp_path / "whole")
 
 
 def test_a_resume_inside_a_sam_epoch_equals_an_uninterrupted_run(tmp_path, data_root, monkeypatch):
     sam = ["--optimizer", "sam", "--sam-rho", "0.5"]
-    whole = tmp_path / "whole"
-    main(flags(data_root, whole, *sam))
+    out = interrupted_and_resumed(tmp_path, data_root, monkeypatch, sam, 10)  # epoch 1, step 3
+    assert_same_run(out, tmp_path / "whole")
+
+
+def interrupted_and_resumed(tmp_path, data_root, monkeypatch, extra, stop_step) -> Path:
+    """Trains `extra` whole into tmp_path/whole, then again interrupted during step
+    `stop_step` and resumed; returns the resumed run's folder."""
+    main(flags(data_root, tmp_path / "whole", *extra))
     out = tmp_path / "interrupted"
-    interrupt_at_step(monkeypatch, 10)  # SAM's SGD steps once a step: epoch 1, step 3
+    interrupt_at_step(monkeypatch, stop_step)
     with pytest.raises(SystemExit):
-        main(flags(data_root, out, *sam))
+        main(flags(data_root, out, *extra))
+    assert (checkpoint.load(out)["epoch"], checkpoint.load(out)["step"]) == divmod(
+        stop_step, STEPS_PER_EPOCH
+    )
     monkeypatch.undo()
     main(["--resume", str(out)])
+    return out
+
+
+def assert_same_run(out: Path, whole: Path) -> None:
     assert metrics(out) == metrics(whole)
     resumed, uninterrupted = weights(out), weights(whole)
     for name in uninterrupted:

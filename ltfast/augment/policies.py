@@ -63,9 +63,11 @@ def _apply_plan(
     return images
 
 
+_SIGNED_TABLE = torch.tensor([name in SIGNED for name in OPS])
+
+
 def _signed(codes: torch.Tensor) -> torch.Tensor:
-    table = torch.tensor([name in SIGNED for name in OPS], device=codes.device)
-    return table[codes]
+    return _SIGNED_TABLE.to(codes.device)[codes]
 
 
 class AutoAugment:
