@@ -2,15 +2,16 @@
 field's plain PyTorch loop, measured in the same run.
 
     python benchmarks/train_step.py [--steps 30] [--root R] [--device D] [--no-compile]
-                                    [--profile] [--json PATH]
+                                    [--methods-only] [--profile] [--json PATH]
 
 Training: `--steps` SGD steps (batch 128, CIFAR-10-LT at imbalance 100, progressive-balanced
 sampling, crop + flip, cross-entropy) after a warm-up. The reference row is the loop as the
 field writes it: a DataLoader (2 workers) over PIL images with torchvision transforms and a
 WeightedRandomSampler, float32, NCHW. Then ltfast's DeviceLoader under each numerics: float32
 and bf16 autocast, NCHW (contiguous) and channels_last, eager and `torch.compile`d; the
-field's DataLoader under ltfast's default numerics (does the loader still matter?); and
-LDAM-DRW's and Balanced Softmax's losses under the default numerics.
+field's DataLoader under ltfast's default numerics (does the loader still matter?). Then each
+method's step (its loss and optimiser, through the trainer's closure) under the default
+numerics, against cross-entropy's: `--methods-only` measures these alone.
 
 Evaluation: the 10,000 test images, as `ltfast.evaluation.evaluate` does it after each epoch
 (inference mode, batches of 1000, the default numerics) against the field's loop (DataLoader
@@ -37,36 +38,58 @@ from _common import (
 )
 from torchvision import transforms
 
-from ltfast import ProgressiveBalancedSampler, kernels
+from ltfast import ProgressiveBalancedSampler, kernels, optim
 from ltfast.augment import MEAN, STD
+from ltfast.config import TrainConfig
 from ltfast.evaluation import evaluate
 from ltfast.loader import DeviceLoader
 from ltfast.losses import build_loss, class_balanced_weights
+from ltfast.mixing import Mixture
 from ltfast.models import build_model
 from ltfast.numerics import Numerics, keep_freed_memory, resolve_precision
+from ltfast.optim import OPTIMIZERS
 from ltfast.parts import TEST_BATCH
+from ltfast.train import loss_closure
 
 WARMUP_STEPS = 3
 FIELD_TEST_BATCH = 100  # LDAM-DRW's and MiSLAS's evaluation batch
 
 
-def stepper(numerics: Numerics, counts, loss_name: str = "ce", compiled: bool = False):
-    """One SGD step of ResNet-32 under `numerics`, as ltfast.train takes it."""
-    classifier = "normed" if loss_name == "ldam" else "linear"
+# The methods whose step cost is shown against CE's: (what, loss, its options, classifier,
+# optimiser). ImbSAM's tail on CIFAR-10-LT: the classes under 100 images (eta 20 leaves none).
+METHODS = {
+    "ce": ("cross-entropy, SGD", "ce", {}, "linear", "sgd"),
+    "ldam_drw": ("LDAM, normed classifier, class-balanced weights", "ldam", {}, "normed", "sgd"),
+    "balanced_softmax": ("Balanced Softmax", "balanced_softmax", {}, "linear", "sgd"),
+    "vs": ("VS loss (gamma 0.2, tau 1.2)", "vs", {"gamma": 0.2, "tau": 1.2}, "linear", "sgd"),
+    "ib": ("influence-balanced loss, with the features", "ib", {}, "linear", "sgd"),
+    "gcl": ("GCL's Gaussian clouds, normed classifier", "gcl", {}, "normed", "sgd"),
+    "class_balanced_bce": ("Weight Balancing's class-balanced BCE", "class_balanced_bce", {},
+                           "linear", "sgd"),
+    "sam": ("cross-entropy, SAM (two passes a step)", "ce", {}, "linear", "sam"),
+    "imbsam": ("cross-entropy, ImbSAM (two passes, three backwards)", "ce", {}, "linear",
+               "imbsam"),
+}  # fmt: skip
+
+
+def stepper(numerics: Numerics, counts, method: str = "ce", compiled: bool = False):
+    """One training step of ResNet-32 under `numerics`, as ltfast.train takes it: the
+    method's loss and optimiser through the trainer's closure."""
+    _, loss_name, options, classifier, optimizer_name = METHODS[method]
     model = build_model("resnet32", 10, classifier)
     model = model.to(numerics.device, memory_format=numerics.torch_memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=2e-4)
+    config = TrainConfig(optimizer=optimizer_name, sam_rho=0.5, imbsam_eta=100, lr=0.1)
+    groups = [{"params": list(model.parameters()), "weight_decay": 2e-4}]
+    optimizer = OPTIMIZERS[optimizer_name](groups, config, counts)
     weight = class_balanced_weights(counts, 0.9999) if loss_name == "ldam" else None
-    loss_of = build_loss(loss_name, counts, weight).to(numerics.device)
+    loss_of = build_loss(loss_name, counts, weight, **options).to(numerics.device)
     forward = torch.compile(model) if compiled else model
+    autocast = numerics.autocast()
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
-        with numerics.autocast():
-            logits = forward(images)
-        loss = loss_of(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss_of.start_step(0, 0)
+        targets = Mixture.of(labels)
+        optim.step(optimizer, loss_closure(forward, optimizer, autocast, images, targets, loss_of))
 
     return step, model
 
@@ -141,7 +164,7 @@ def training_rows(dataset, device: torch.device, args) -> list[Row]:
                 name = f"ltfast_{precision}_{memory_format}" + ("_compiled" if compiled else "")
                 what = f"DeviceLoader, {numerics.describe()}, {how}"
                 cases.append((name, what, device_epochs(numerics), numerics, "ce", compiled))
-    cases += [
+    cases.append(
         (
             "field_loader_fast_numerics",
             f"DataLoader (2 workers) + PIL + torchvision, {default.describe()}",
@@ -149,27 +172,17 @@ def training_rows(dataset, device: torch.device, args) -> list[Row]:
             default,
             "ce",
             False,
-        ),
-        (
-            "ldam_drw",
-            f"LDAM, normed classifier, class-balanced weights, {default.describe()}",
-            device_epochs(default),
-            default,
-            "ldam",
-            False,
-        ),
-        (
-            "balanced_softmax",
-            f"Balanced Softmax, {default.describe()}",
-            device_epochs(default),
-            default,
-            "balanced_softmax",
-            False,
-        ),
+        )
+    )
+    if args.methods_only:
+        cases = []
+    cases += [
+        (f"method_{name}", f"{what}, {default.describe()}", device_epochs(default), default, name)
+        for name, (what, *_) in METHODS.items()
     ]
     rows = []
-    for name, what, batches, numerics, loss_name, compiled in cases:
-        step, _ = stepper(numerics, dataset.class_counts, loss_name, compiled)
+    for name, what, batches, numerics, method, *compiled in cases:
+        step, _ = stepper(numerics, dataset.class_counts, method, *compiled)
         run = timed_steps(batches, step, args.steps, numerics)
         seconds = median_seconds(run, args.repeats, warmup=0)
         rows.append(Row(name, f"{what} ({device.type})", seconds, args.steps * 128))
@@ -256,6 +269,9 @@ def main(argv: list[str] | None = None) -> tuple[list[Row], list[Row]]:
     args.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args.add_argument("--no-compile", action="store_true", help="skip the compiled rows")
     args.add_argument("--profile", action="store_true", help="print a profile of a step")
+    args.add_argument(
+        "--methods-only", action="store_true", help="only the methods' step costs against CE's"
+    )
     args = args.parse_args(argv)
     args.repeats = min(args.repeats, 3)
     device = torch.device(args.device)
@@ -267,7 +283,15 @@ def main(argv: list[str] | None = None) -> tuple[list[Row], list[Row]]:
         test_root = Path(dataset.root)
         test_set = type(dataset)(test_root, imb_factor=0.01, train=False, output="tensor")
     training = training_rows(dataset, device, args)
-    publish_time_ratios(f"ResNet-32 training, {args.steps} steps of 128", training, args.json)
+    methods = [row for row in training if row.name.startswith("method_")]
+    training = [row for row in training if not row.name.startswith("method_")]
+    title = f"ResNet-32 training, {args.steps} steps of 128"
+    if training:
+        publish_time_ratios(title, training, args.json)
+    methods_json = args.json.with_suffix(".methods.json") if args.json else None
+    publish_time_ratios(f"{title}: each method's step against CE's", methods, methods_json)
+    if args.methods_only:
+        return training + methods, []
     evaluation = evaluation_rows(test_set, dataset.class_counts, device, args)
     json_path = args.json.with_suffix(".evaluation.json") if args.json else None
     publish_time_ratios("Evaluating the 10,000 test images", evaluation, json_path)

@@ -34,6 +34,7 @@ MAX_SYNTHETIC_SIZE = 5000  # CIFAR-10's size; generating it takes ~5 GB of memor
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 LOADERS = ("device", "torch")
 AUTOAUGMENT_POLICIES = ("cifar10", "imagenet", "svhn")
+COSINE_LOSSES = ("ldam", "gcl")  # losses made for the normed classifier's cosine logits
 
 
 def option(default, description: str):
@@ -67,9 +68,22 @@ class TrainConfig:
     lr: float = option(0.1, "peak learning rate (SGD)")
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(False, "SGD with Nesterov momentum (BagofTricks-LT's recipes)")
-    optimizer: str = option("sgd", "sgd, or sam (sharpness-aware: two passes a step)")
-    sam_rho: float = option(0.05, "SAM's neighbourhood radius rho")
+    optimizer: str = option(
+        "sgd",
+        "sgd, sam (sharpness-aware: two passes a step) or imbsam (SAM's perturbation from the "
+        "tail classes' loss only)",
+    )
+    sam_rho: float = option(0.05, "SAM's and ImbSAM's neighbourhood radius rho")
+    imbsam_eta: int = option(20, "ImbSAM: tail classes have fewer than this many training images")
     weight_decay: float = option(2e-4, "L2 weight decay")
+    classifier_weight_decay: float | None = option(
+        None, "the classifier's L2 weight decay, where it differs from --weight-decay"
+    )
+    max_norm: float | None = option(
+        None,
+        "MaxNorm (Weight Balancing): after each training pass, classifier rows longer than "
+        "min + FRACTION (max - min) of the starting rows' norms are shortened to it",
+    )
     warmup_epochs: int = option(5, "linear learning-rate warm-up epochs")
     lr_milestones: list[int] = field(
         default_factory=lambda: [160, 180],
@@ -78,9 +92,10 @@ class TrainConfig:
     lr_decay: float = option(0.01, "factor applied at each milestone")
     lr_schedule: str = option(
         "step",
-        "step (warm-up, then x lr_decay from each milestone), cosine (warm-up, then to 0), bot "
-        "(BagofTricks-LT's WarmupMultiStepLR) or paco (PaCo's: warm-up through epoch "
-        "warmup_epochs, then x lr_decay after each milestone)",
+        "step (warm-up, then x lr_decay from each milestone), cosine (warm-up, then to 0), "
+        "cosine_shifted (torch's cosine stepped at each epoch's start: ImbSAM, Weight "
+        "Balancing), bot (BagofTricks-LT's WarmupMultiStepLR) or paco (PaCo's: warm-up through "
+        "epoch warmup_epochs, then x lr_decay after each milestone)",
     )
     # augmentation and batch mixing (SPEC sections 8.7 to 8.12)
     augment: str = option(
@@ -124,8 +139,9 @@ class TrainConfig:
     # loss-side methods (SPEC section 7)
     loss: str = option(
         "ce",
-        "ce, focal, ldam, balanced_softmax, logit_adjusted, vs (vector scaling), cdt, or "
-        "class_balanced_bce (Weight Balancing's stage 2)",
+        "ce, focal, ldam, balanced_softmax, logit_adjusted, vs (vector scaling), cdt, ib "
+        "(influence-balanced), gcl (Gaussian clouded logits), or class_balanced_bce (Weight "
+        "Balancing's stage 2)",
     )
     focal_gamma: float = option(1.0, "focal loss gamma")
     ldam_max_m: float = option(0.5, "LDAM's largest margin")
@@ -137,6 +153,14 @@ class TrainConfig:
     cb_bce_beta: float = option(0.9999, "class_balanced_bce: the class-balanced weights' beta")
     cdt_start_epoch: int = option(
         0, "CDT: temperatures 1 before this epoch (BagofTricks-LT's DRW-CDT: 160)"
+    )
+    ib_alpha: float = option(1000.0, "influence-balanced loss: alpha")
+    gcl_s: float = option(30.0, "GCL: the logit scale s (its stage 2: 20)")
+    gcl_m: float = option(0.0, "GCL: the target's margin m (its stage 2: 0.1)")
+    gcl_noise_mul: float = option(0.5, "GCL: the Gaussian cloud's size")
+    gcl_gamma: float = option(0.0, "GCL: the focal gamma (its stage 2: 1)")
+    ib_start_epoch: int = option(
+        100, "influence-balanced loss: plain cross-entropy before this epoch (IB-Loss: 100)"
     )
     reweight: str = option("none", "per-class loss weights: none, inverse or class_balanced")
     reweight_beta: float = option(0.9999, "class_balanced re-weighting beta")
@@ -151,7 +175,9 @@ class TrainConfig:
         "", "run folder or checkpoint whose weights this run starts from (fresh optimiser)"
     )
     stage2: str = option(
-        "none", "none, crt, lws or mislas: retrain or rescale the classifier of --init-from"
+        "none",
+        "none, crt, lws, mislas, wb or gcl (Weight Balancing's and GCL's: the classifier "
+        "fine-tuned alone): retrain or rescale the classifier of --init-from",
     )
     shift_bn: bool = option(
         False, "stage 2: re-estimate the frozen backbone's BatchNorm statistics (MiSLAS)"
@@ -231,6 +257,11 @@ METHOD_RANGES: dict[str, tuple[float, float, bool]] = {
     "sam_rho": (0.0, 10.0, True),
     "vs_tau": (-10.0, 10.0, True),
     "cdt_gamma": (0.0, 2.0, True),
+    "ib_alpha": (0.0, 1e6, False),
+    "gcl_s": (0.0, 100.0, False),
+    "gcl_m": (0.0, 2.0, True),
+    "gcl_noise_mul": (0.0, 10.0, True),
+    "gcl_gamma": (0.0, 10.0, True),
     "eval_logit_tau": (-10.0, 10.0, True),
     "classifier_lr_factor": (0.0, 10.0, False),
 }  # the label-smoothing pair: by label_aware_epsilons, in _method_problems
@@ -245,7 +276,14 @@ NEEDS: dict[str, tuple[str, tuple[object, ...]]] = {
     "cdt_gamma": ("loss", ("cdt",)),
     "cdt_start_epoch": ("loss", ("cdt",)),
     "cb_bce_beta": ("loss", ("class_balanced_bce",)),
-    "sam_rho": ("optimizer", ("sam",)),
+    "sam_rho": ("optimizer", ("sam", "imbsam")),
+    "imbsam_eta": ("optimizer", ("imbsam",)),
+    "ib_alpha": ("loss", ("ib",)),
+    "gcl_s": ("loss", ("gcl",)),
+    "gcl_m": ("loss", ("gcl",)),
+    "gcl_noise_mul": ("loss", ("gcl",)),
+    "gcl_gamma": ("loss", ("gcl",)),
+    "ib_start_epoch": ("loss", ("ib",)),
     "reweight_beta": ("reweight", ("class_balanced",)),
     "reweight_start_epoch": ("reweight", ("inverse", "class_balanced")),
     "classifier_lr_factor": ("stage2", ("mislas",)),
@@ -304,12 +342,14 @@ def divergence_suspects(c: TrainConfig) -> list[str]:
         "logit_adjusted": [f"--logit-tau {c.logit_tau:g}"],
         "vs": [f"--vs-gamma {c.vs_gamma:g}", f"--vs-tau {c.vs_tau:g}"],
         "cdt": [f"--cdt-gamma {c.cdt_gamma:g}"],
+        "ib": [f"--ib-alpha {c.ib_alpha:g}"],
+        "gcl": [f"--gcl-s {c.gcl_s:g}", f"--gcl-m {c.gcl_m:g}"],
     }.get(c.loss, [])
     if c.reweight != "none":
         suspects.append(f"--reweight {c.reweight}")
     if c.mix != "none":
         suspects.append(f"--mix {c.mix}")
-    if c.optimizer == "sam":
+    if c.optimizer in ("sam", "imbsam"):
         suspects.append(f"--sam-rho {c.sam_rho:g}")
     if c.label_smoothing > 0:
         suspects.append(f"--label-smoothing {c.label_smoothing:g}")
@@ -338,12 +378,26 @@ def _method_problems(c: TrainConfig) -> dict[str, str]:
             "choose one: --label-smoothing (one epsilon) or --label-smoothing-head / -tail "
             "(label-aware)"
         )
-    if (c.loss == "ldam") != (c.classifier == "normed"):
+    if (c.loss in COSINE_LOSSES) != (c.classifier == "normed"):
         found["classifier"] = (
-            "--loss ldam goes with --classifier normed and only with it: LDAM's margins and "
-            "scale --ldam-s are made for cosine logits, and other losses do not scale them"
+            f"--loss {' or '.join(COSINE_LOSSES)} goes with --classifier normed and only with "
+            f"it: their margins and scales are made for cosine logits, and other losses do not "
+            f"scale them"
         )
     return found
+
+
+def _max_norm_problem(c: TrainConfig) -> str | None:
+    if c.max_norm is None:
+        return None
+    if not 0 <= c.max_norm <= 1:
+        return f"must be a fraction in [0, 1], got {c.max_norm}"
+    if c.classifier != "linear" or c.stage2 in ("lws", "mislas"):
+        return (
+            "MaxNorm projects the rows of a linear classifier: it needs --classifier linear and "
+            "no scaled classifier (--stage2 lws or mislas)"
+        )
+    return None
 
 
 def _stage_problems(c: TrainConfig) -> dict[str, str]:
@@ -387,6 +441,10 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         "cdt_start_epoch": None
         if 0 <= c.cdt_start_epoch < c.epochs
         else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.cdt_start_epoch}",
+        "ib_start_epoch": None
+        if 0 <= c.ib_start_epoch < c.epochs or c.loss != "ib"
+        else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.ib_start_epoch}",
+        "imbsam_eta": None if c.imbsam_eta >= 1 else f"must be >= 1, got {c.imbsam_eta}",
         "reweight_start_epoch": None
         if 0 <= c.reweight_start_epoch < c.epochs
         else f"must be in 0..epochs-1 ({c.epochs - 1}), got {c.reweight_start_epoch}",
@@ -399,6 +457,10 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         if c.nesterov and c.momentum == 0
         else None,
         "weight_decay": None if c.weight_decay >= 0 else f"must be >= 0, got {c.weight_decay}",
+        "classifier_weight_decay": None
+        if c.classifier_weight_decay is None or c.classifier_weight_decay >= 0
+        else f"must be >= 0, got {c.classifier_weight_decay}",
+        "max_norm": _max_norm_problem(c),
         "warmup_epochs": None if c.warmup_epochs >= 0 else f"must be >= 0, got {c.warmup_epochs}",
         "lr_milestones": None
         if all(m > 0 for m in c.lr_milestones) and c.lr_milestones == sorted(set(c.lr_milestones))
@@ -473,7 +535,7 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
         and c.epochs - c.sampler_start_epoch < 2
     ):
         checks["pb_convention"] = "(t-1)/(T-1) needs at least 2 progressive-balanced epochs"
-    if c.lr_schedule == "cosine" and c.warmup_epochs >= c.epochs:
+    if c.lr_schedule in ("cosine", "cosine_shifted") and c.warmup_epochs >= c.epochs:
         checks["warmup_epochs"] = f"must be below epochs ({c.epochs}) for a cosine schedule"
     checks.update(_method_problems(c))
     checks.update(_range_problems(c))
@@ -498,6 +560,7 @@ IDENTITY = (
     "init_from",
     "stage2",
     "shift_bn",
+    "max_norm",
 )
 # These set which images and mixup draws make up each step of an epoch: a resume in the middle
 # of an epoch under other values would skip or repeat images.

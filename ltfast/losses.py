@@ -25,6 +25,7 @@ from torch import nn
 
 from ltfast.checks import real
 from ltfast.registry import Registry
+from ltfast.seeds import LOSS_NOISE, derive_seed
 
 Counts = Sequence[int] | np.ndarray | torch.Tensor
 
@@ -128,6 +129,14 @@ class ClassLoss(nn.Module):
     def set_epoch(self, epoch: int) -> None:
         """Called before each training epoch (0-based), for losses that change in the run."""
 
+    def start_step(self, epoch: int, step: int) -> None:
+        """Called before each training step, for losses that draw random numbers: they draw
+        from (seed, epoch, step) streams, so a resumed epoch draws as an uninterrupted one."""
+
+    # Whether the loss reads the model's pooled features (`loss(..., features=)`): the
+    # trainer passes them only to a loss that asks.
+    wants_features = False
+
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
         """L (B, C): the loss of each sample for each possible label, in float32."""
         raise NotImplementedError
@@ -136,19 +145,41 @@ class ClassLoss(nn.Module):
         """l_i = L_iy for int64 labels; losses may compute this without all of L."""
         return self.class_losses(logits).gather(1, labels[:, None]).squeeze(1)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.counts.device != logits.device:  # follow the logits, as torch's losses do
-            self.to(logits.device)
-        logits = logits.float()
+    def sample_losses(
+        self, logits: torch.Tensor, target: torch.Tensor, features: torch.Tensor | None
+    ) -> torch.Tensor:
+        """l_i for labels or soft targets (features: for a loss that `wants_features`)."""
         if target.dtype == torch.int64:
-            losses = self.label_losses(logits, target)
-            weights = None if self.weight is None else self.weight[target]
-        else:
-            losses = (target * self.class_losses(logits)).sum(dim=1)
-            weights = None if self.weight is None else target @ self.weight
+            return self.label_losses(logits, target)
+        return (target * self.class_losses(logits)).sum(dim=1)
+
+    def reduce(self, losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """The batch mean: plain, or weighted as `F.cross_entropy(weight=)` weights it."""
         if weights is None:
             return losses.mean()
         return (weights * losses).sum() / weights.sum()
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        class_scale: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The batch's loss. `class_scale` (C,) multiplies each sample's loss by the entry of
+        its label (its target's expectation of them) before the mean: ImbSAM's head and tail
+        parts of a batch."""
+        if self.counts.device != logits.device:  # follow the logits, as torch's losses do
+            self.to(logits.device)
+        logits = logits.float()
+        losses = self.sample_losses(logits, target, features)
+        labelled = target.dtype == torch.int64
+        if class_scale is not None:
+            losses = losses * (class_scale[target] if labelled else target @ class_scale)
+        weights = None
+        if self.weight is not None:
+            weights = self.weight[target] if labelled else target @ self.weight
+        return self.reduce(losses, weights)
 
 
 class CrossEntropy(ClassLoss):
@@ -268,6 +299,139 @@ class VectorScalingLoss(ClassLoss):
         return F.cross_entropy(self.adjusted(logits), labels, reduction="none")
 
 
+class InfluenceBalancedLoss(ClassLoss):
+    """Park et al.'s influence-balanced loss (IB-Loss's `IBLoss`; BagofTricks-LT's has the same
+    formula): w_y * CE_i * alpha / (||p_i - e_y||_1 * ||h_i||_1 + 1e-3), h_i the model's pooled
+    features, averaged with a plain mean (the weight inside, as its code reduces it, not
+    torch's weighted mean). The influence factor is not detached: gradients flow through
+    p and h, as there. ||p - e_c||_1 = 2 (1 - p_c), so the class losses are
+    L_ic = -log p_ic * alpha / (2 (1 - p_ic) ||h_i||_1 + 1e-3). Before `start_epoch` it is
+    plain cross-entropy (IB-Loss trains CE to epoch 100, then switches)."""
+
+    wants_features = True
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        weight: torch.Tensor | None = None,
+        alpha: float = 1000.0,
+        start_epoch: int = 0,
+    ):
+        super().__init__(class_counts, weight)
+        self.alpha = real("alpha", alpha)
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        self.start_epoch, self.balancing = int(start_epoch), start_epoch <= 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.balancing = epoch >= self.start_epoch
+
+    def influence_losses(self, logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits, dim=1)
+        spread = features.float().abs().sum(dim=1, keepdim=True)
+        return -log_p * self.alpha / (2 * (1 - log_p.exp()) * spread + 1e-3)
+
+    def sample_losses(
+        self, logits: torch.Tensor, target: torch.Tensor, features: torch.Tensor | None
+    ) -> torch.Tensor:
+        if not self.balancing:
+            return super().sample_losses(logits, target, None)
+        if features is None:
+            raise ValueError("the influence-balanced loss needs the features: loss(..., features=)")
+        losses = self.influence_losses(logits, features)
+        if target.dtype == torch.int64:
+            return losses.gather(1, target[:, None]).squeeze(1)
+        return (target * losses).sum(dim=1)
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        return -F.log_softmax(logits, dim=1)  # cross-entropy's: the loss before start_epoch
+
+    def reduce(self, losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        if not self.balancing:
+            return super().reduce(losses, weights)
+        return (losses if weights is None else weights * losses).mean()
+
+
+class GaussianCloudLoss(ClassLoss):
+    """Li et al.'s Gaussian clouded logit loss (GCLLoss's `GCLLoss`) on cosine logits (use it
+    with `--classifier normed`): each cosine less noise_mul * |d| * m_j / max m, with d ~
+    N(0, 1/3) per logit clamped to [-1, 1] and m_j = log n_max - log n_j (no cloud on the
+    largest class); the target's cosine less the margin m; cross-entropy of s times that.
+    With gamma > 0 (its stage 2), GCL's focal form (1 - p_y)**gamma * CE with p_y detached,
+    weights (where given) inside the cross-entropy and a plain mean, as its code reduces it;
+    with gamma = 0, torch's weighted mean, as there.
+    The noise is drawn anew at every call (a mixed batch's two losses draw two clouds, as
+    there), from the (seed, epoch, step) stream `start_step` sets."""
+
+    clouds: torch.Tensor
+
+    def __init__(
+        self,
+        class_counts: Counts,
+        weight: torch.Tensor | None = None,
+        s: float = 30.0,
+        m: float = 0.0,
+        noise_mul: float = 0.5,
+        gamma: float = 0.0,
+        seed: int = 0,
+    ):
+        super().__init__(class_counts, weight)
+        self.s, self.m, self.noise_mul = real("s", s), real("m", m), real("noise_mul", noise_mul)
+        self.gamma = real("gamma", gamma)
+        if self.s <= 0 or self.gamma < 0 or self.noise_mul < 0:
+            raise ValueError(
+                f"GCL needs s > 0, gamma >= 0, noise_mul >= 0; got {s}, {gamma}, {noise_mul}"
+            )
+        margins = _counts(class_counts).clamp(min=1).log()
+        margins = margins.max() - margins
+        spread = float(margins.max())
+        self.register_buffer("clouds", (margins / spread if spread > 0 else margins).float())
+        self.seed = int(seed)
+        self.generator: torch.Generator | None = None
+        self.position = (0, 0)
+
+    def start_step(self, epoch: int, step: int) -> None:
+        self.position, self.generator = (epoch, step), None
+
+    def clouded(self, cosines: torch.Tensor) -> torch.Tensor:
+        if self.generator is None or self.generator.device != cosines.device:
+            epoch, step = self.position
+            key = derive_seed(self.seed, epoch, LOSS_NOISE, step)
+            self.generator = torch.Generator(cosines.device).manual_seed(key)
+        noise = torch.randn(cosines.shape, generator=self.generator, device=cosines.device).mul_(
+            1 / 3
+        )
+        return cosines - self.noise_mul * noise.clamp_(-1, 1).abs_() * self.clouds
+
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        eye = torch.eye(logits.shape[1], device=logits.device)
+        shifted = self.s * (self.clouded(logits)[:, None, :] - self.m * eye)
+        return torch.logsumexp(shifted, dim=2) - shifted.diagonal(dim1=1, dim2=2)
+
+    def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        margin = self.m * F.one_hot(labels, logits.shape[1])
+        return F.cross_entropy(self.s * (self.clouded(logits) - margin), labels, reduction="none")
+
+    def sample_losses(
+        self, logits: torch.Tensor, target: torch.Tensor, features: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.gamma == 0:
+            return super().sample_losses(logits, target, features)
+        # The focal form: the weight inside the cross-entropy, then (1 - e^-x)**gamma * x.
+        weight = self.weight if self.weight is not None else torch.ones_like(self.counts)
+        if target.dtype == torch.int64:
+            return self.focal(weight[target] * self.label_losses(logits, target))
+        return (target * self.focal(weight * self.class_losses(logits))).sum(dim=1)
+
+    def focal(self, losses: torch.Tensor) -> torch.Tensor:
+        return (1 - torch.exp(-losses).detach()).pow(self.gamma) * losses
+
+    def reduce(self, losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        if self.gamma == 0:
+            return super().reduce(losses, weights)
+        return losses.mean()  # weighted inside already
+
+
 class ClassBalancedBCE(ClassLoss):
     """Weight Balancing's stage-2 loss (its `CB_loss(..., "softmax")`): binary cross-entropy of
     the softmax probabilities against the one-hot target, weighted per sample by the
@@ -275,7 +439,9 @@ class ClassBalancedBCE(ClassLoss):
     as `F.binary_cross_entropy(weight=)` takes it. Not weighted cross-entropy. Its class
     losses are L_ic = w_c * (-log p_ic - sum_{k != c} log(1 - p_ik)) / C, which is that loss at
     one-hot targets (Weight Balancing uses no others). The log terms are clamped at -100, as
-    torch's BCE clamps them."""
+    torch's BCE clamps them; log(1 - p_k) is computed as the log-sum-exp of the other logits
+    less that of all, finite with a finite gradient where p_k rounds to 1 (1 - p would not
+    be)."""
 
     balance: torch.Tensor
 
@@ -286,9 +452,13 @@ class ClassBalancedBCE(ClassLoss):
         self.register_buffer("balance", class_balanced_weights(class_counts, beta))
 
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(logits, dim=1)
-        log_p = torch.log(p).clamp(min=-100)
-        log_not_p = torch.log1p(-p).clamp(min=-100)
+        classes = logits.shape[1]
+        total = torch.logsumexp(logits, dim=1, keepdim=True)
+        others = logits[:, None, :].masked_fill(
+            torch.eye(classes, dtype=torch.bool, device=logits.device), float("-inf")
+        )
+        log_p = (logits - total).clamp(min=-100)
+        log_not_p = (torch.logsumexp(others, dim=2) - total).clamp(min=-100)
         total_not = log_not_p.sum(dim=1, keepdim=True)
         per_label = -(log_p + total_not - log_not_p) / logits.shape[1]
         return per_label * self.balance
@@ -357,6 +527,31 @@ def class_dependent_temperatures(
     return VectorScalingLoss(class_counts, weight, gamma, tau=0.0, start_epoch=start_epoch)
 
 
+@register_loss("ib", alpha="ib_alpha", start_epoch="ib_start_epoch")
+def influence_balanced(
+    class_counts: Counts,
+    weight: torch.Tensor | None = None,
+    alpha: float = 1000.0,
+    start_epoch: int = 0,
+) -> ClassLoss:
+    return InfluenceBalancedLoss(class_counts, weight, alpha, start_epoch)
+
+
+@register_loss(
+    "gcl", s="gcl_s", m="gcl_m", noise_mul="gcl_noise_mul", gamma="gcl_gamma", seed="seed"
+)
+def gaussian_cloud(
+    class_counts: Counts,
+    weight: torch.Tensor | None = None,
+    s: float = 30.0,
+    m: float = 0.0,
+    noise_mul: float = 0.5,
+    gamma: float = 0.0,
+    seed: int = 0,
+) -> ClassLoss:
+    return GaussianCloudLoss(class_counts, weight, s, m, noise_mul, gamma, seed)
+
+
 @register_loss("class_balanced_bce", beta="cb_bce_beta")
 def class_balanced_bce(
     class_counts: Counts, weight: torch.Tensor | None = None, beta: float = 0.9999
@@ -367,9 +562,9 @@ def class_balanced_bce(
 def build_loss(
     name: str, class_counts: Counts, weight: torch.Tensor | None = None, **options: float | int
 ) -> ClassLoss:
-    """The loss `name` (ce, focal, ldam, balanced_softmax, logit_adjusted, vs, cdt,
-    class_balanced_bce) for these class
-    counts, optionally weighted per class; called as `loss(logits, target)`."""
+    """The loss `name` (ce, focal, ldam, balanced_softmax, logit_adjusted, vs, cdt, ib, gcl,
+    class_balanced_bce) for these class counts, optionally weighted per class; called as
+    `loss(logits, target)` (and `features=` for a loss that `wants_features`)."""
     builder = LOSSES[name]
     try:
         inspect.signature(builder).bind(class_counts, weight, **options)

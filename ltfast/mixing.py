@@ -46,13 +46,13 @@ class Mixture:
     def of(cls, target: torch.Tensor) -> Mixture:
         return cls(((1.0, target),))
 
-    def loss(self, loss_of: ClassLoss, logits: torch.Tensor) -> torch.Tensor:
-        """sum_k weight_k * loss_of(logits, target_k)."""
+    def loss(self, loss_of: ClassLoss, logits: torch.Tensor, **options) -> torch.Tensor:
+        """sum_k weight_k * loss_of(logits, target_k, **options)."""
         if len(self.parts) == 1:
-            return loss_of(logits, self.parts[0][1])
-        total = self.parts[0][0] * loss_of(logits, self.parts[0][1])
+            return loss_of(logits, self.parts[0][1], **options)
+        total = self.parts[0][0] * loss_of(logits, self.parts[0][1], **options)
         for weight, target in self.parts[1:]:
-            total = total + weight * loss_of(logits, target)
+            total = total + weight * loss_of(logits, target, **options)
         return total
 
 

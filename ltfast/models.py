@@ -1,8 +1,10 @@
 """ResNets for CIFAR (He et al. 2016, section 4.2) as the long-tail codebases build them:
 three stages of n basic blocks (16/32/64 channels), option-A zero-padding shortcuts,
 Kaiming-normal initialisation, global average pooling and a classifier: linear, or LDAM-DRW's
-normalised one (cosine logits). And `resnet34_cifar`, the backbone of Weight Balancing and
-ImbSAM: torchvision's ResNet-34 with a 3x3 stride-1 stem and no max-pool (512-d features).
+normalised one (cosine logits). `resnet32x4` is GLMC's 4x wide ResNet-32 (64/128/256
+channels, a 64-channel stem; 256-d features). And `resnet34_cifar`, the backbone of Weight
+Balancing and ImbSAM: torchvision's ResNet-34 with a 3x3 stride-1 stem and no max-pool (512-d
+features).
 `model.features(x)` and `model.classifier` are separate, for methods that retrain or rescale
 the classifier alone: `freeze_backbone()` keeps the backbone as it is (BatchNorm statistics
 included), `reset_classifier()` re-initialises the classifier, and `ScaledClassifier` adds
@@ -135,17 +137,32 @@ class LongTailNet(nn.Module):
                         module.train()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+    def forward(
+        self, x: torch.Tensor, with_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The logits; with `with_features`, (logits, pooled features), for losses that read
+        the features too (the influence-balanced loss)."""
+        features = self.features(x)
+        logits = self.classifier(features)
+        return (logits, features) if with_features else logits
 
 
 class CifarResNet(LongTailNet):
-    def __init__(self, blocks_per_stage: int, num_classes: int = 10, classifier: str = "linear"):
-        super().__init__(64, num_classes, classifier)
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        stages, in_channels = [], 16
-        for channels, stride in ((16, 1), (32, 2), (64, 2)):
+    """n basic blocks a stage; `width` multiplies every stage's channels and the stem's
+    (GLMC's ResNet-32 is width 4, its `nf = 64`)."""
+
+    def __init__(
+        self,
+        blocks_per_stage: int,
+        num_classes: int = 10,
+        classifier: str = "linear",
+        width: int = 1,
+    ):
+        super().__init__(64 * width, num_classes, classifier)
+        self.conv1 = nn.Conv2d(3, 16 * width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16 * width)
+        stages, in_channels = [], 16 * width
+        for channels, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2)):
             blocks = []
             for b in range(blocks_per_stage):
                 blocks.append(BasicBlock(in_channels, channels, stride if b == 0 else 1))
@@ -166,7 +183,7 @@ class CifarResNet(LongTailNet):
         return [self.conv1, self.bn1, self.layer1, self.layer2, self.layer3]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled 64-dimensional features."""
+        """The pooled features, 64 x width of them."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
@@ -196,10 +213,11 @@ class ResNet34Cifar(LongTailNet):
 MODELS: Registry[Callable[[int, str], LongTailNet]] = Registry("model")
 for _name, _blocks in DEPTHS.items():
     MODELS.register(_name)(functools.partial(CifarResNet, _blocks))
+MODELS.register("resnet32x4")(functools.partial(CifarResNet, DEPTHS["resnet32"], width=4))
 MODELS.register("resnet34_cifar")(ResNet34Cifar)
 
 
 def build_model(name: str, num_classes: int, classifier: str = "linear") -> LongTailNet:
     """`name` is one of resnet20, resnet32 (the field's default), resnet44, resnet56, resnet110,
-    resnet34_cifar; `classifier` linear or normed."""
+    resnet32x4, resnet34_cifar; `classifier` linear or normed."""
     return MODELS[name](num_classes, classifier)

@@ -1,7 +1,8 @@
 """The parts a training run is made of, built from the config by small builders: the data
 (DATASETS), the model (ltfast.models.MODELS, prepared for two-stage training by
 ltfast.stages.STAGE2, which also gives the optimiser's parameter groups), the loss
-(ltfast.losses.LOSSES), the augmentation pipeline (ltfast.augment.pipelines.PIPELINES), the
+(ltfast.losses.LOSSES), what runs after each training pass (ltfast.hooks.EPOCH_END_HOOKS),
+the augmentation pipeline (ltfast.augment.pipelines.PIPELINES), the
 batch mixing (ltfast.mixing.MIXERS), and the schedules of sampling (ltfast.schedules.SAMPLERS),
 loss weights (REWEIGHTINGS) and target smoothing. The trainer receives them; a new method is a
 builder and a registry entry here or in those modules, not an edit of the training loop.
@@ -20,6 +21,7 @@ import torch
 from ltfast.augment.pipelines import build_pipeline
 from ltfast.datasets import CIFAR10, DatasetError, LongTailCIFAR10, LongTailCIFAR100
 from ltfast.distributed import World
+from ltfast.hooks import EpochEndHook, build_epoch_end_hooks
 from ltfast.loader import DeviceLoader, TorchLoader
 from ltfast.losses import (
     LOSS_OPTIONS,
@@ -227,6 +229,7 @@ class Parts:
     mixer: Mixer
     train_loader: DeviceLoader | TorchLoader
     test_loader: DeviceLoader | TorchLoader
+    epoch_end_hooks: dict[str, EpochEndHook]
 
 
 def build_parts(
@@ -254,4 +257,5 @@ def build_parts(
         mixer=mixer,
         train_loader=train_loader,
         test_loader=test_loader,
+        epoch_end_hooks=build_epoch_end_hooks(model, config),
     )

@@ -40,6 +40,16 @@ def cosine_factor(epoch: int, warmup_epochs: int, epochs: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
 
 
+def shifted_cosine_factor(epoch: int, warmup_epochs: int, epochs: int) -> float:
+    """torch's CosineAnnealingLR(T = epochs after the warm-up) stepped at the start of each
+    epoch, as ImbSAM's and Weight Balancing's loops step it: epoch e trains at
+    0.5 (1 + cos(pi (e + 1) / E)), one step ahead of `cosine_factor`; the last epoch at 0."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / warmup_epochs
+    position = (epoch - warmup_epochs + 1) / (epochs - warmup_epochs)
+    return 0.5 * (1 + math.cos(math.pi * position))
+
+
 def paco_factor(epoch: int, warmup_epochs: int, milestones: list[int], decay: float) -> float:
     """PaCo's schedule (`adjust_learning_rate` in paco_cifar.py; CMO's 400-epoch runs use it
     too): (e + 1) / W for e <= W, then x decay after each milestone (e > m). Epoch e = W
@@ -73,6 +83,9 @@ LR_SCHEDULES.register("step")(
     lambda epoch, c: lr_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
 )
 LR_SCHEDULES.register("cosine")(lambda epoch, c: cosine_factor(epoch, c.warmup_epochs, c.epochs))
+LR_SCHEDULES.register("cosine_shifted")(
+    lambda epoch, c: shifted_cosine_factor(epoch, c.warmup_epochs, c.epochs)
+)
 LR_SCHEDULES.register("bot")(
     lambda epoch, c: bot_factor(epoch, c.warmup_epochs, c.lr_milestones, c.lr_decay)
 )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 # Streams: the sampler's draw, the crop and flip, mixing (mixup, CutMix, CMO), the per-step
-# draws of a strong pipeline, and CMO's minority-sampled batches.
-SAMPLER, AUGMENT, MIXUP, POLICY, MINORITY = 0, 1, 2, 3, 4
+# draws of a strong pipeline, CMO's minority-sampled batches, and a loss's noise (GCL's).
+SAMPLER, AUGMENT, MIXUP, POLICY, MINORITY, LOSS_NOISE = 0, 1, 2, 3, 4, 5
 
 
 def derive_seed(*parts: int) -> int:

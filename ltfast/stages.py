@@ -39,18 +39,26 @@ Stage2 = Callable[[LongTailNet, "TrainConfig"], list[dict]]
 STAGE2: Registry[Stage2] = Registry("stage2")
 
 
-def _group(params, config: TrainConfig, lr_factor: float = 1.0) -> dict:
-    return {
-        "params": list(params),
-        "weight_decay": config.weight_decay,
-        "lr": config.lr * lr_factor,
-    }
+def _group(params, config: TrainConfig, lr_factor: float = 1.0, classifier: bool = False) -> dict:
+    """An optimiser's parameter group; the classifier's parameters take
+    --classifier-weight-decay where it is set."""
+    decay = config.weight_decay
+    if classifier and config.classifier_weight_decay is not None:
+        decay = config.classifier_weight_decay
+    return {"params": list(params), "weight_decay": decay, "lr": config.lr * lr_factor}
 
 
 @STAGE2.register("none")
 def whole_model(model: LongTailNet, config: TrainConfig) -> list[dict]:
-    """One-stage training: every parameter at --lr and --weight-decay."""
-    return [_group(model.parameters(), config)]
+    """One-stage training: every parameter at --lr and --weight-decay, the classifier's at
+    --classifier-weight-decay where it is set."""
+    if config.classifier_weight_decay is None:
+        return [_group(model.parameters(), config)]
+    backbone = [p for part in model.backbone() for p in part.parameters()]
+    return [
+        _group(backbone, config),
+        _group(model.classifier.parameters(), config, classifier=True),
+    ]
 
 
 @STAGE2.register("crt")
@@ -58,7 +66,19 @@ def classifier_retraining(model: LongTailNet, config: TrainConfig) -> list[dict]
     """cRT: frozen backbone, a re-initialised classifier trained alone."""
     model.freeze_backbone(config.shift_bn)
     model.reset_classifier()
-    return [_group(model.classifier.parameters(), config)]
+    return [_group(model.classifier.parameters(), config, classifier=True)]
+
+
+@STAGE2.register("gcl")
+@STAGE2.register("wb")
+def classifier_fine_tuning(model: LongTailNet, config: TrainConfig) -> list[dict]:
+    """The stage 2 of Weight Balancing and of GCL: frozen backbone; the stage-1 classifier,
+    not re-initialised, trained alone (at --classifier-weight-decay where set: Weight
+    Balancing's 0.1). Weight Balancing's code keeps the model in training mode, so
+    BatchNorm's statistics follow the data (its recipe sets --shift-bn); GCL's keeps the
+    backbone in eval mode (no --shift-bn)."""
+    model.freeze_backbone(config.shift_bn)
+    return [_group(model.classifier.parameters(), config, classifier=True)]
 
 
 @STAGE2.register("lws")
@@ -67,7 +87,7 @@ def learnable_weight_scaling(model: LongTailNet, config: TrainConfig) -> list[di
     model.freeze_backbone(config.shift_bn)
     model.classifier.requires_grad_(False)
     model.classifier = ScaledClassifier(model.classifier, model.num_classes)
-    return [_group([model.classifier.scales], config)]
+    return [_group([model.classifier.scales], config, classifier=True)]
 
 
 @STAGE2.register("mislas")
@@ -79,8 +99,8 @@ def mislas_stage2(model: LongTailNet, config: TrainConfig) -> list[dict]:
     classifier = model.classifier
     model.classifier = ScaledClassifier(classifier, model.num_classes)
     return [
-        _group(classifier.parameters(), config, config.classifier_lr_factor),
-        _group([model.classifier.scales], config),
+        _group(classifier.parameters(), config, config.classifier_lr_factor, classifier=True),
+        _group([model.classifier.scales], config, classifier=True),
     ]
 
 

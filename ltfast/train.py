@@ -15,7 +15,6 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,9 @@ from ltfast.config import (
 from ltfast.datasets import DatasetError
 from ltfast.distributed import World, pick_device
 from ltfast.download import DownloadError
+from ltfast.losses import ClassLoss
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
+from ltfast.mixing import Mixture
 from ltfast.numerics import device_name, keep_freed_memory, resolve_precision
 from ltfast.optim import OPTIMIZERS
 from ltfast.parent import end_with_parent
@@ -95,7 +96,9 @@ class Trainer:
         self.model = self.parts.model
         wrapped = DistributedDataParallel(self.model) if world.distributed else self.model
         self.step_model = torch.compile(wrapped) if config.compile else wrapped
-        self.optimizer = OPTIMIZERS[config.optimizer](self.parts.param_groups, config)
+        self.optimizer = OPTIMIZERS[config.optimizer](
+            self.parts.param_groups, config, self.train_set.class_counts
+        )
         schedule = LR_SCHEDULES[config.lr_schedule]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: schedule(epoch, config)
@@ -126,6 +129,9 @@ class Trainer:
             "train_s": self.train_s,
             "records": self.records,
             "rng": checkpoint.rng_state(),
+            "epoch_end_hooks": {
+                name: hook.state_dict() for name, hook in self.parts.epoch_end_hooks.items()
+            },
             "processes": self.world.size,
             "ltfast_version": ltfast.__version__,
         }
@@ -143,6 +149,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             checkpoint.set_rng_state(state["rng"])
+            for name, hook in self.parts.epoch_end_hooks.items():
+                hook.load_state_dict(state["epoch_end_hooks"][name])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ValueError(f"{source} is damaged and cannot be resumed: {error}") from None
         self.epoch, self.step, self.train_s = state["epoch"], state["step"], state["train_s"]
@@ -177,6 +185,7 @@ class Trainer:
             images, targets = mix(images, labels)  # for skipped steps too: the same draws
             if step < self.step:
                 continue  # done before the interruption
+            loss_of.start_step(epoch, step)
             loss = optim.step(self.optimizer, self.closure(images, targets, loss_of))
             self.loss_sum += loss.detach() * len(labels)
             self.seen += len(labels) * self.world.size
@@ -195,19 +204,10 @@ class Trainer:
             "train_s": self.train_s,
         }
 
-    def closure(self, images: torch.Tensor, targets, loss_of) -> Callable[[], torch.Tensor]:
-        """One evaluation of the batch's loss with its gradient, for `optimizer.step`: SGD
-        calls it once, SAM twice (ltfast.optim)."""
-
-        def evaluate() -> torch.Tensor:
-            self.optimizer.zero_grad(set_to_none=True)
-            with self.autocast:
-                logits = self.step_model(images)
-            loss = targets.loss(loss_of, logits)
-            loss.backward()
-            return loss
-
-        return evaluate
+    def closure(self, images: torch.Tensor, targets, loss_of) -> optim.Closure:
+        return loss_closure(
+            self.step_model, self.optimizer, self.autocast, images, targets, loss_of
+        )
 
     def should_stop(self, loss: torch.Tensor, step: int, bar) -> bool:
         """Checks the loss (every CHECK_EVERY steps) and a stop request. Under torchrun both
@@ -254,6 +254,8 @@ class Trainer:
         epoch, start = self.epoch, time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         stats = self.train_epoch()
+        for hook in self.parts.epoch_end_hooks.values():
+            hook.after_training(epoch)
         self.scheduler.step()
         report = self.evaluate()
         record = {
@@ -272,6 +274,39 @@ class Trainer:
         self.epoch, self.step, self.train_s, self.seen = epoch + 1, 0, 0.0, 0
         self.loss_sum.zero_()
         return record
+
+
+def loss_closure(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    autocast,
+    images: torch.Tensor,
+    targets: Mixture,
+    loss_of: ClassLoss,
+) -> optim.Closure:
+    """One evaluation of a batch's loss with its gradient, for `optimizer.step`: SGD calls it
+    once, SAM twice. Called with `class_scales` (K, C), it returns the K losses of one forward
+    pass, not yet differentiated (ImbSAM; see ltfast.optim). A loss that `wants_features`
+    receives the model's pooled features too."""
+
+    def evaluate(class_scales: torch.Tensor | None = None) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            if loss_of.wants_features:
+                logits, features = model(images, with_features=True)
+            else:
+                logits, features = model(images), None
+        options = {} if features is None else {"features": features}
+        if class_scales is not None:
+            scales = class_scales.to(logits.device)
+            return torch.stack(
+                [targets.loss(loss_of, logits, class_scale=s, **options) for s in scales]
+            )
+        loss = targets.loss(loss_of, logits, **options)
+        loss.backward()
+        return loss
+
+    return evaluate
 
 
 def check_finite(loss: float, epoch: int, step: int | None, config: TrainConfig) -> None:

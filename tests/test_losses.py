@@ -283,7 +283,7 @@ def test_weighted_losses_are_not_linear_in_the_target():
 
 
 def test_every_registered_loss_is_covered_here():
-    assert set(LOSSES) == set(REFERENCES)
+    assert set(LOSSES) == set(REFERENCES) | {"ib", "gcl"}  # those two: tested below
 
 
 def test_a_loss_follows_the_logits_device():
@@ -313,3 +313,103 @@ def test_smoothed_targets_formula():
     targets = smoothed_targets(torch.tensor([2, 0]), 4, 0.1)
     expected = torch.tensor([[0.025, 0.025, 0.925, 0.025], [0.925, 0.025, 0.025, 0.025]])
     torch.testing.assert_close(targets, expected)
+
+
+# ----- the influence-balanced loss (IB-Loss's IBLoss) and GCL's Gaussian clouds ----------------
+
+FEATURES = torch.rand(32, 64, generator=generator) * 3  # pooled features after a ReLU: >= 0
+
+
+def ib_loss_reference(z, y, features, alpha, weight=None):
+    """IB-Loss's `IBLoss.forward` written out: its model hands the loss sum |f|."""
+    grads = (torch.softmax(z, dim=1) - F.one_hot(y, z.shape[1])).abs().sum(dim=1)
+    influence = alpha / (grads * features.abs().sum(dim=1) + 1e-3)
+    return (F.cross_entropy(z, y, reduction="none", weight=weight) * influence).mean()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ib_equals_ib_losss_formula_and_is_not_detached(weighted):
+    weight = WEIGHT if weighted else None
+    loss = build_loss("ib", CIFAR10_LT, weight, alpha=1000.0)
+    logits, features = LOGITS.clone().requires_grad_(), FEATURES.clone().requires_grad_()
+    ours = loss(logits, LABELS, features=features)
+    ours_grads = torch.autograd.grad(ours, (logits, features))
+    logits_ref, features_ref = LOGITS.clone().requires_grad_(), FEATURES.clone().requires_grad_()
+    expected = ib_loss_reference(logits_ref, LABELS, features_ref, 1000.0, weight)
+    expected_grads = torch.autograd.grad(expected, (logits_ref, features_ref))
+    torch.testing.assert_close(ours, expected)
+    for got, want in zip(ours_grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)  # gradients reach p and h: not detached
+    assert ours_grads[1].abs().sum() > 0
+    one_hot = F.one_hot(LABELS, C).float()
+    torch.testing.assert_close(loss(LOGITS, one_hot, features=FEATURES), expected.detach())
+
+
+def test_ib_is_linear_in_the_target_and_plain_ce_before_its_start():
+    loss = build_loss("ib", CIFAR10_LT, alpha=100.0, start_epoch=100)
+    loss.set_epoch(99)
+    torch.testing.assert_close(loss(LOGITS, LABELS), F.cross_entropy(LOGITS, LABELS))
+    loss.set_epoch(100)
+    with pytest.raises(ValueError, match="needs the features"):
+        loss(LOGITS, LABELS)
+    permutation = torch.roll(torch.arange(32), 3)
+    mixed = mix_one_hots(LABELS, 0.3, permutation)
+    expected = 0.3 * ib_loss_reference(LOGITS, LABELS, FEATURES, 100.0) + 0.7 * (
+        ib_loss_reference(LOGITS, LABELS[permutation], FEATURES, 100.0)
+    )
+    torch.testing.assert_close(loss(LOGITS, mixed, features=FEATURES), expected)
+
+
+def gcl_cloud(shape, seed, epoch, step):
+    """d ~ N(0, 1/3) clamped to [-1, 1], from the stream GCL's docstring names."""
+    from ltfast.seeds import LOSS_NOISE, derive_seed
+
+    stream = torch.Generator().manual_seed(derive_seed(seed, epoch, LOSS_NOISE, step))
+    return (torch.randn(shape, generator=stream) / 3).clamp(-1, 1)
+
+
+def gcl_reference(cosines, y, noise, s, m, noise_mul, gamma, weight=None):
+    """GCLLoss's `GCLLoss.forward` written out, with its noise given."""
+    margins = torch.log(torch.tensor(CIFAR10_LT, dtype=torch.float32))
+    margins = margins.max() - margins
+    cosines = cosines - noise_mul * noise.abs() / margins.max() * margins
+    out = torch.where(F.one_hot(y, C).bool(), cosines - m, cosines)
+    if gamma == 0:
+        return F.cross_entropy(s * out, y, weight=weight)
+    ce = F.cross_entropy(s * out, y, reduction="none", weight=weight)
+    return ((1 - torch.exp(-ce).detach()) ** gamma * ce).mean()
+
+
+COSINES = torch.tanh(LOGITS)
+
+
+@pytest.mark.parametrize(
+    "options", [{"s": 30.0, "m": 0.0, "gamma": 0.0}, {"s": 20.0, "m": 0.1, "gamma": 1.0}]
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gcl_equals_gcllosss_formula_on_its_seeded_cloud(options, weighted):
+    weight = WEIGHT if weighted else None
+    loss = build_loss("gcl", CIFAR10_LT, weight, noise_mul=0.5, seed=7, **options)
+    loss.start_step(3, 11)
+    first, second = loss(COSINES, LABELS), loss(COSINES, LABELS)
+    noise = gcl_cloud((32, C), 7, 3, 11)
+    torch.testing.assert_close(
+        first, gcl_reference(COSINES, LABELS, noise, noise_mul=0.5, weight=weight, **options)
+    )
+    assert not torch.equal(first, second)  # a new cloud at each call, as GCL draws
+    loss.start_step(3, 11)  # the same position: the same clouds (a resumed epoch)
+    torch.testing.assert_close(loss(COSINES, LABELS), first)
+    loss.start_step(3, 11)
+    one_hot = F.one_hot(LABELS, C).float()
+    torch.testing.assert_close(loss(COSINES, one_hot), first)  # the soft path: the same loss
+
+
+def test_gcls_cloud_spares_the_head_and_has_specs_size():
+    """With zero cosines and noise_mul 1, the clouded cosine of class j is -|d| m_j / max m:
+    0 for the largest class, E|d| = sqrt(2 / pi) / 3 for the smallest."""
+    loss = build_loss("gcl", CIFAR10_LT, noise_mul=1.0)
+    loss.start_step(0, 0)
+    clouded = loss.clouded(torch.zeros(20000, C))
+    assert torch.equal(clouded[:, 0], torch.zeros(20000))
+    assert abs(float(-clouded[:, -1].mean()) - math.sqrt(2 / math.pi) / 3) < 0.005
+    assert float(clouded.min()) >= -1.0

@@ -28,6 +28,8 @@ FAMILIES = {
     "logit_adjusted": ["--loss", "logit_adjusted", "--logit-tau", "0.5"],
     "vs": ["--loss", "vs", "--vs-gamma", "0.2", "--vs-tau", "1.2"],
     "cdt": ["--loss", "cdt", "--cdt-start-epoch", "1", "--nesterov", "--lr-schedule", "bot"],
+    "ib": ["--loss", "ib", "--ib-start-epoch", "1"],
+    "gcl": ["--loss", "gcl", "--classifier", "normed"],
 }
 
 

@@ -107,3 +107,29 @@ def test_resnet34_cifar_is_weight_balancings_backbone():
     before = model.classifier.weight.clone()
     model.reset_classifier()
     assert not torch.equal(model.classifier.weight, before)
+
+
+def glmc_resnet32_parameters(num_classes: int) -> int:
+    """GLMC's `resnet32` (ResNet_modify, nf = 64) counted by hand: a 3x3 stem of 64 channels
+    and its BatchNorm, five basic blocks a stage at 64/128/256 channels with option-A
+    (parameter-free) shortcuts, and one 256-d linear classifier. GLMC's own model adds a
+    second classifier and its projection heads (+ 256 C + C + 256 * 128 + 128 + 128 * 128 +
+    128), which belong to its method, not its backbone."""
+    total, in_channels = 3 * 64 * 9 + 2 * 64, 64
+    for channels in (64, 128, 256):
+        for _ in range(5):
+            total += in_channels * channels * 9 + channels * channels * 9 + 4 * channels
+            in_channels = channels
+    return total + 256 * num_classes + num_classes
+
+
+def test_resnet32x4_is_glmcs_wide_resnet32():
+    model = build_model("resnet32x4", 100)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == glmc_resnet32_parameters(100) == 7_409_316
+    assert sum(p.numel() for p in build_model("resnet32x4", 10).parameters()) == 7_386_186
+    x = torch.randn(2, 3, 32, 32)
+    assert model.features(x).shape == (2, 256)
+    assert model.layer2[0].shortcut.extra == 64  # 64 -> 128: 32 zero channels each side
+    logits, features = model(x, with_features=True)
+    torch.testing.assert_close(logits, model.classifier(features))

@@ -20,21 +20,31 @@ LONG = {"ce_autoaugment_cutout_400", "balanced_softmax_autoaugment_cutout_400"} 
 CMO = {"cmo_ce", "cmo_ce_drw", "cmo_balanced_softmax", "cmo_ldam_drw"}
 TEMPERATURES = {"vs", "cdt", "drw_cdt"}
 SAM = {"ce_drw_sam", "ldam_drw_sam"}
-ROWS = BASELINES | LONG | CMO | TEMPERATURES | SAM
+METHODS_2021 = {"drw_ib", "gcl_stage1", "gcl", "wb_stage1", "wb"}  # on ResNet-32, LDAM subset
+PAPER_SETUPS = {"wb_stage1_paper", "wb_paper", "imbsam_paper"}  # their papers' backbone, subset
+ROWS = BASELINES | LONG | CMO | TEMPERATURES | SAM | METHODS_2021
+# ImbSAM's and Weight Balancing's code has CIFAR-100 alone: their paper setups, and ImbSAM.
+CIFAR100_ONLY = PAPER_SETUPS | {"imbsam"}
 # Two-stage recipes and the recipe of their stage 1; SPEC has no CIFAR figure for cRT and LWS.
-STAGE1_OF = {"crt": "ce", "lws": "ce", "mislas": "mixup"}
-# What SPEC read no figure for: CMO's CIFAR-100 figures only, none for the 400-epoch rows.
+STAGE1_OF = {
+    "crt": "ce", "lws": "ce", "mislas": "mixup", "gcl": "gcl_stage1", "wb": "wb_stage1",
+    "wb_paper": "wb_stage1_paper",
+}  # fmt: skip
+EPOCHS = {"gcl": 30, "wb_stage1": 320, "wb_stage1_paper": 320} | dict.fromkeys(LONG, 400)
+# What SPEC read no figure for: CMO's CIFAR-100 figures only, none for the 400-epoch rows,
+# none for GCL on CIFAR, nor for the standard setups of Weight Balancing and ImbSAM.
+UNSEEN = {"crt", "lws", "vs", "gcl_stage1", "gcl", "wb_stage1", "wb"}
 UNPUBLISHED = {
-    "cifar10_lt": {"crt", "lws", "vs"} | LONG | CMO,
-    "cifar100_lt": {"crt", "lws", "cmo_ce_drw", "vs"} | LONG,
+    "cifar10_lt": UNSEEN | LONG | CMO,
+    "cifar100_lt": UNSEEN | {"cmo_ce_drw", "imbsam"} | LONG,
 }
 FOLDERS = {"cifar10_lt": "cifar10", "cifar100_lt": "cifar100"}
 RECIPES = sorted(CONFIGS.glob("*/*.yaml"))
 
 
 def test_every_row_has_a_recipe_for_both_datasets():
-    for folder in FOLDERS:
-        assert {p.stem for p in (CONFIGS / folder).glob("*.yaml")} == ROWS, folder
+    assert {p.stem for p in (CONFIGS / "cifar10_lt").glob("*.yaml")} == ROWS
+    assert {p.stem for p in (CONFIGS / "cifar100_lt").glob("*.yaml")} == ROWS | CIFAR100_ONLY
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -45,8 +55,14 @@ def test_each_recipe_is_valid_and_states_its_published_figure(tmp_path, path):
         flags["init_from"] = str(tmp_path / "stage1")
     config = resolve(flags, path)
     assert config.dataset == FOLDERS[path.parent.name]
-    assert config.imb_factor == 0.01 and config.model == "resnet32"
-    assert config.epochs == (10 if path.stem in STAGE1_OF else 400 if path.stem in LONG else 200)
+    assert config.imb_factor == 0.01
+    if path.stem in PAPER_SETUPS:  # their own backbone and subset, and the recipe says so
+        assert (config.model, config.subset) == ("resnet34_cifar", "first_n")
+        assert "ResNet-34" in path.read_text()
+    else:
+        assert (config.model, config.subset) == ("resnet32", "ldam")
+    default = 10 if path.stem in STAGE1_OF else 200
+    assert config.epochs == EPOCHS.get(path.stem.removesuffix("_paper"), default)
     if path.stem in UNPUBLISHED[path.parent.name]:
         assert config.published_top1 is None
         assert "no published" in config.source or "none read" in config.source

@@ -158,6 +158,26 @@ def test_a_resume_inside_a_sam_epoch_equals_an_uninterrupted_run(tmp_path, data_
     assert_same_run(out, tmp_path / "whole")
 
 
+def test_a_resume_across_the_ib_switch_with_max_norm_equals_an_uninterrupted_run(
+    tmp_path, data_root, monkeypatch
+):
+    """Interrupted in epoch 1, the first influence-balanced epoch, between MaxNorm's
+    projections of epochs 0 and 1: its threshold comes back from the checkpoint."""
+    extra = ["--loss", "ib", "--ib-start-epoch", "1", "--reweight", "inverse"]
+    extra += ["--reweight-start-epoch", "1", "--max-norm", "0.3"]
+    out = interrupted_and_resumed(tmp_path, data_root, monkeypatch, extra, 10)
+    assert_same_run(out, tmp_path / "whole")
+
+
+def test_a_resume_inside_an_imbsam_epoch_with_gcls_clouds_equals_an_uninterrupted_run(
+    tmp_path, data_root, monkeypatch
+):
+    extra = ["--loss", "gcl", "--classifier", "normed", "--optimizer", "imbsam"]
+    extra += ["--imbsam-eta", "20", "--sam-rho", "0.3"]
+    out = interrupted_and_resumed(tmp_path, data_root, monkeypatch, extra, 10)
+    assert_same_run(out, tmp_path / "whole")
+
+
 def interrupted_and_resumed(tmp_path, data_root, monkeypatch, extra, stop_step) -> Path:
     """Trains `extra` whole into tmp_path/whole, then again interrupted during step
     `stop_step` and resumed; returns the resumed run's folder."""

@@ -17,7 +17,7 @@ from ltfast import checkpoint
 from ltfast.augment import Normalize
 from ltfast.config import TrainConfig, problems
 from ltfast.evaluation import open_trained
-from ltfast.schedules import cosine_factor
+from ltfast.schedules import cosine_factor, shifted_cosine_factor
 from ltfast.stages import tau_normalised
 from ltfast.train import main
 
@@ -152,8 +152,14 @@ def test_init_from_a_stage2_model_or_an_unfinished_run_is_refused(
         ({"stage2": "crt"}, "stage2: --stage2 crt retrains the classifier of a trained model"),
         ({"shift_bn": True}, "shift_bn: --shift-bn applies to a frozen backbone"),
         ({"init_from": "configs/ce.yaml"}, "init_from: configs/ce.yaml is a config"),
-        ({"stage2": "decouple"}, "stage2: must be one of none, crt, lws, mislas"),
-        ({"lr_schedule": "linear"}, "lr_schedule: must be one of step, cosine, bot, paco"),
+        ({"stage2": "decouple"}, "stage2: must be one of none, crt, wb, gcl, lws, mislas"),
+        ({"lr_schedule": "linear"}, "lr_schedule: must be one of step, cosine, cosine_shifted"),
+        ({"max_norm": 1.5}, "max_norm: must be a fraction in [0, 1]"),
+        (
+            {"max_norm": 0.1, "loss": "ldam", "classifier": "normed"},
+            "max_norm: MaxNorm projects the rows of a linear classifier",
+        ),
+        ({"classifier_weight_decay": -1.0}, "classifier_weight_decay: must be >= 0"),
     ],
 )
 def test_two_stage_settings_that_cannot_work_are_named(tmp_path, fields, message):
@@ -186,3 +192,50 @@ def test_the_cosine_schedule_is_mislas_stage2():
     expected = [0.5 * (1 + math.cos(e / 10 * 3.1415926535)) for e in range(10)]
     assert [cosine_factor(e, 0, 10) for e in range(10)] == pytest.approx(expected, abs=1e-9)
     assert [cosine_factor(e, 2, 12) for e in range(2)] == [0.5, 1.0]  # warm-up first
+
+
+def test_the_shifted_cosine_is_torchs_cosine_stepped_at_each_epochs_start():
+    """ImbSAM and Weight Balancing call CosineAnnealingLR.step() before training an epoch."""
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10, eta_min=0)
+    theirs = []
+    for _ in range(10):
+        optimizer.step()  # (torch warns about a scheduler step before an optimiser step)
+        scheduler.step()
+        theirs.append(optimizer.param_groups[0]["lr"])
+    assert [shifted_cosine_factor(e, 0, 10) for e in range(10)] == pytest.approx(theirs, abs=1e-9)
+    assert shifted_cosine_factor(9, 0, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_wb_stage2_fine_tunes_the_classifier_under_max_norm(tmp_path, data_root, stage1):
+    """Weight Balancing's stage 2: the stage-1 classifier (not re-initialised) trained alone,
+    its own weight decay, every row at most MaxNorm's threshold after each epoch; the
+    BatchNorm statistics follow the data (--shift-bn), the backbone's weights do not move."""
+    out = tmp_path / "wb"
+    flags = ["--init-from", str(stage1), "--stage2", "wb", "--max-norm", "0.1", "--shift-bn"]
+    flags += ["--loss", "class_balanced_bce", "--classifier-weight-decay", "0.1", *STAGE2]
+    train(data_root, out, *flags)
+    before, after = weights(stage1), weights(out)
+    moved = changed(before, after)
+    assert {"classifier.weight", "classifier.bias"} <= moved
+    assert all("running" in k or "num_batches" in k or k.startswith("classifier") for k in moved)
+    start = before["classifier.weight"].norm(dim=1)
+    threshold = float(start.min() + 0.1 * (start.max() - start.min()))
+    state = checkpoint.load(out)
+    assert state["epoch_end_hooks"]["max_norm"]["threshold"] == pytest.approx(threshold)
+    assert float(after["classifier.weight"].norm(dim=1).max()) <= threshold * (1 + 1e-5)
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.1]
+
+
+def test_a_classifier_weight_decay_splits_the_groups_of_one_stage_training():
+    from ltfast.models import build_model
+    from ltfast.stages import prepare_model
+
+    model = build_model("resnet20", 10)
+    one = prepare_model(model, TrainConfig())
+    assert len(one) == 1 and one[0]["weight_decay"] == 2e-4
+    two = prepare_model(model, TrainConfig(classifier_weight_decay=0.1))
+    assert [g["weight_decay"] for g in two] == [2e-4, 0.1]
+    assert two[1]["params"] == list(model.classifier.parameters())
+    assert sum(len(g["params"]) for g in two) == len(list(model.parameters()))
