@@ -15,6 +15,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -277,7 +278,7 @@ class Trainer:
 
 
 def loss_closure(
-    model: torch.nn.Module,
+    model: Callable[..., Any],
     optimizer: torch.optim.Optimizer,
     autocast,
     images: torch.Tensor,
