@@ -479,42 +479,23 @@ def register_loss(name: str, **config_fields: str) -> Callable[[LossBuilder], Lo
     return LOSSES.register(name)
 
 
-@register_loss("ce")
-def cross_entropy(class_counts: Counts, weight: torch.Tensor | None = None) -> ClassLoss:
-    return CrossEntropy(class_counts, weight)
-
-
-@register_loss("focal", gamma="focal_gamma")
-def focal(
-    class_counts: Counts, weight: torch.Tensor | None = None, gamma: float = 1.0
-) -> ClassLoss:
-    return FocalLoss(class_counts, weight, gamma)
-
-
-@register_loss("ldam", max_m="ldam_max_m", s="ldam_s")
-def ldam(
-    class_counts: Counts, weight: torch.Tensor | None = None, max_m: float = 0.5, s: float = 30.0
-) -> ClassLoss:
-    return LDAMLoss(class_counts, weight, max_m, s)
+# Each loss class is its own builder, `(class_counts, weight=None, **options)`.
+register_loss("ce")(CrossEntropy)
+register_loss("focal", gamma="focal_gamma")(FocalLoss)
+register_loss("ldam", max_m="ldam_max_m", s="ldam_s")(LDAMLoss)
+register_loss("logit_adjusted", tau="logit_tau")(LogitAdjustedLoss)
+register_loss("vs", gamma="vs_gamma", tau="vs_tau")(VectorScalingLoss)
+register_loss("ib", alpha="ib_alpha", start_epoch="ib_start_epoch")(InfluenceBalancedLoss)
+register_loss(
+    "gcl", s="gcl_s", m="gcl_m", noise_mul="gcl_noise_mul", gamma="gcl_gamma", seed="seed"
+)(GaussianCloudLoss)
+register_loss("class_balanced_bce", beta="cb_bce_beta")(ClassBalancedBCE)
 
 
 @register_loss("balanced_softmax")
 def balanced_softmax(class_counts: Counts, weight: torch.Tensor | None = None) -> ClassLoss:
+    """Ren et al.: the logit-adjusted loss at tau = 1."""
     return LogitAdjustedLoss(class_counts, weight, tau=1.0)
-
-
-@register_loss("logit_adjusted", tau="logit_tau")
-def logit_adjusted(
-    class_counts: Counts, weight: torch.Tensor | None = None, tau: float = 1.0
-) -> ClassLoss:
-    return LogitAdjustedLoss(class_counts, weight, tau)
-
-
-@register_loss("vs", gamma="vs_gamma", tau="vs_tau")
-def vector_scaling(
-    class_counts: Counts, weight: torch.Tensor | None = None, gamma: float = 0.3, tau: float = 1.0
-) -> ClassLoss:
-    return VectorScalingLoss(class_counts, weight, gamma, tau)
 
 
 @register_loss("cdt", gamma="cdt_gamma", start_epoch="cdt_start_epoch")
@@ -524,39 +505,8 @@ def class_dependent_temperatures(
     gamma: float = 0.2,
     start_epoch: int = 0,
 ) -> ClassLoss:
+    """Ye et al.: VS without its logit adjustment (gamma 0.2: BagofTricks-LT's)."""
     return VectorScalingLoss(class_counts, weight, gamma, tau=0.0, start_epoch=start_epoch)
-
-
-@register_loss("ib", alpha="ib_alpha", start_epoch="ib_start_epoch")
-def influence_balanced(
-    class_counts: Counts,
-    weight: torch.Tensor | None = None,
-    alpha: float = 1000.0,
-    start_epoch: int = 0,
-) -> ClassLoss:
-    return InfluenceBalancedLoss(class_counts, weight, alpha, start_epoch)
-
-
-@register_loss(
-    "gcl", s="gcl_s", m="gcl_m", noise_mul="gcl_noise_mul", gamma="gcl_gamma", seed="seed"
-)
-def gaussian_cloud(
-    class_counts: Counts,
-    weight: torch.Tensor | None = None,
-    s: float = 30.0,
-    m: float = 0.0,
-    noise_mul: float = 0.5,
-    gamma: float = 0.0,
-    seed: int = 0,
-) -> ClassLoss:
-    return GaussianCloudLoss(class_counts, weight, s, m, noise_mul, gamma, seed)
-
-
-@register_loss("class_balanced_bce", beta="cb_bce_beta")
-def class_balanced_bce(
-    class_counts: Counts, weight: torch.Tensor | None = None, beta: float = 0.9999
-) -> ClassLoss:
-    return ClassBalancedBCE(class_counts, weight, beta)
 
 
 def build_loss(
