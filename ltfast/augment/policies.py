@@ -196,7 +196,12 @@ class Cutout:
             raise ValueError(
                 f"Cutout's holes are {tuple(plan.shape)}, for images {tuple(images.shape)}"
             )
-        return images.masked_fill(plan.to(images.device), 0)
+        holes = plan.to(images.device)
+        if images.dtype == torch.uint8:
+            # x * keep is the same pixels, and 20-50x faster on the CPU than masked_fill with
+            # a mask broadcast over the channels.
+            return images * ~holes
+        return images.masked_fill(holes, 0)  # normalised pixels: +0.0, as masked_fill sets
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch, _, height, width = images.shape
