@@ -107,6 +107,11 @@ class ImbSAM(SAM):
         rho: float = 0.05,
         **sgd_options: Any,
     ):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            raise ValueError(
+                "optimizer imbsam differentiates one forward pass twice, which "
+                "DistributedDataParallel's gradient sync does not allow: train it in one process"
+            )
         super().__init__(params, rho=rho, **sgd_options)
         tail = torch.as_tensor(tail, dtype=torch.bool)
         self.scales = torch.stack([(~tail).float(), 2.0 * tail.float()])  # head, tail rows

@@ -206,3 +206,16 @@ def test_max_norm_thresholds_from_the_starting_rows_and_projects_only_longer_row
         MaxNorm(weight, 1.5)
     with pytest.raises(ValueError, match="2-D classifier weight"):
         MaxNorm(torch.ones(3), 0.1)
+
+
+def test_imbsam_refuses_distributed_training(tmp_path):
+    """Its two backward passes through one forward pass would break DDP's gradient sync."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        with pytest.raises(ValueError, match="train it in one process"):
+            ImbSAM(small_model().parameters(), TAIL, rho=0.05, lr=0.1)
+    finally:
+        dist.destroy_process_group()
