@@ -155,13 +155,13 @@ class TrainConfig:
         0, "CDT: temperatures 1 before this epoch (BagofTricks-LT's DRW-CDT: 160)"
     )
     ib_alpha: float = option(1000.0, "influence-balanced loss: alpha")
+    ib_start_epoch: int = option(
+        100, "influence-balanced loss: plain cross-entropy before this epoch (IB-Loss: 100)"
+    )
     gcl_s: float = option(30.0, "GCL: the logit scale s (its stage 2: 20)")
     gcl_m: float = option(0.0, "GCL: the target's margin m (its stage 2: 0.1)")
     gcl_noise_mul: float = option(0.5, "GCL: the Gaussian cloud's size")
     gcl_gamma: float = option(0.0, "GCL: the focal gamma (its stage 2: 1)")
-    ib_start_epoch: int = option(
-        100, "influence-balanced loss: plain cross-entropy before this epoch (IB-Loss: 100)"
-    )
     reweight: str = option("none", "per-class loss weights: none, inverse or class_balanced")
     reweight_beta: float = option(0.9999, "class_balanced re-weighting beta")
     reweight_start_epoch: int = option(
