@@ -479,23 +479,21 @@ def register_loss(name: str, **config_fields: str) -> Callable[[LossBuilder], Lo
     return LOSSES.register(name)
 
 
-# Each loss class is its own builder, `(class_counts, weight=None, **options)`.
+# Each loss class is its own builder, `(class_counts, weight=None, **options)`; the order
+# is the one --help and the messages list them in.
 register_loss("ce")(CrossEntropy)
 register_loss("focal", gamma="focal_gamma")(FocalLoss)
 register_loss("ldam", max_m="ldam_max_m", s="ldam_s")(LDAMLoss)
-register_loss("logit_adjusted", tau="logit_tau")(LogitAdjustedLoss)
-register_loss("vs", gamma="vs_gamma", tau="vs_tau")(VectorScalingLoss)
-register_loss("ib", alpha="ib_alpha", start_epoch="ib_start_epoch")(InfluenceBalancedLoss)
-register_loss(
-    "gcl", s="gcl_s", m="gcl_m", noise_mul="gcl_noise_mul", gamma="gcl_gamma", seed="seed"
-)(GaussianCloudLoss)
-register_loss("class_balanced_bce", beta="cb_bce_beta")(ClassBalancedBCE)
 
 
 @register_loss("balanced_softmax")
 def balanced_softmax(class_counts: Counts, weight: torch.Tensor | None = None) -> ClassLoss:
     """Ren et al.: the logit-adjusted loss at tau = 1."""
     return LogitAdjustedLoss(class_counts, weight, tau=1.0)
+
+
+register_loss("logit_adjusted", tau="logit_tau")(LogitAdjustedLoss)
+register_loss("vs", gamma="vs_gamma", tau="vs_tau")(VectorScalingLoss)
 
 
 @register_loss("cdt", gamma="cdt_gamma", start_epoch="cdt_start_epoch")
@@ -507,6 +505,13 @@ def class_dependent_temperatures(
 ) -> ClassLoss:
     """Ye et al.: VS without its logit adjustment (gamma 0.2: BagofTricks-LT's)."""
     return VectorScalingLoss(class_counts, weight, gamma, tau=0.0, start_epoch=start_epoch)
+
+
+register_loss("ib", alpha="ib_alpha", start_epoch="ib_start_epoch")(InfluenceBalancedLoss)
+register_loss(
+    "gcl", s="gcl_s", m="gcl_m", noise_mul="gcl_noise_mul", gamma="gcl_gamma", seed="seed"
+)(GaussianCloudLoss)
+register_loss("class_balanced_bce", beta="cb_bce_beta")(ClassBalancedBCE)
 
 
 def build_loss(

@@ -90,8 +90,9 @@ def test_post_hoc_logit_adjustment_is_the_formula_on_the_saved_model(tmp_path, d
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"loss": "ldam"}, "classifier: --loss ldam goes with --classifier normed"),
-        ({"classifier": "normed"}, "classifier: --loss ldam goes with --classifier normed"),
+        ({"loss": "ldam"}, "classifier: --loss ldam or gcl goes with --classifier normed"),
+        ({"loss": "gcl"}, "classifier: --loss ldam or gcl goes with --classifier normed"),
+        ({"classifier": "normed"}, "classifier: --loss ldam or gcl goes with --classifier normed"),
         (
             {"label_smoothing": 0.1, "label_smoothing_tail": 0.1},
             "label_smoothing: choose one",
