@@ -184,7 +184,9 @@ def training_rows(dataset, device: torch.device, args) -> list[Row]:
     for name, what, batches, numerics, method, *compiled in cases:
         step, _ = stepper(numerics, dataset.class_counts, method, *compiled)
         run = timed_steps(batches, step, args.steps, numerics)
-        seconds = median_seconds(run, args.repeats, warmup=0)
+        # One untimed run too: the first row otherwise pays for oneDNN's kernel choice and
+        # the allocator's growth (measured: 10-20 % slower than the same row again).
+        seconds = median_seconds(run, args.repeats, warmup=1)
         rows.append(Row(name, f"{what} ({device.type})", seconds, args.steps * 128))
     return rows
 
