@@ -240,24 +240,6 @@ class LDAMLoss(ClassLoss):
         return F.cross_entropy(self.s * (logits - margin), labels, reduction="none")
 
 
-class LogitAdjustedLoss(ClassLoss):
-    """Menon et al.: cross-entropy of z + tau * log pi_j. tau = 1 is Balanced Softmax (Ren et
-    al.: z + log n_j, the same softmax). An empty class counts as one sample."""
-
-    adjustment: torch.Tensor
-
-    def __init__(self, class_counts: Counts, weight: torch.Tensor | None = None, tau: float = 1.0):
-        super().__init__(class_counts, weight)
-        self.tau = real("tau", tau)
-        self.register_buffer("adjustment", self.tau * log_prior(class_counts))
-
-    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
-        return -F.log_softmax(logits + self.adjustment, dim=1)
-
-    def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits + self.adjustment, labels, reduction="none")
-
-
 class VectorScalingLoss(ClassLoss):
     """Kini et al.'s VS loss: cross-entropy of z_j / Delta_j + iota_j, Delta_j =
     (n_max / n_j)**gamma and iota_j = tau * log pi_j, as VS's code computes it (its paper's
@@ -289,7 +271,7 @@ class VectorScalingLoss(ClassLoss):
         self.tempered = epoch >= self.start_epoch
 
     def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
-        scaled = logits / self.temperatures if self.tempered else logits
+        scaled = logits / self.temperatures if self.tempered and self.gamma else logits
         return scaled + self.adjustment
 
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
@@ -297,6 +279,15 @@ class VectorScalingLoss(ClassLoss):
 
     def label_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.adjusted(logits), labels, reduction="none")
+
+
+class LogitAdjustedLoss(VectorScalingLoss):
+    """Menon et al.: cross-entropy of z + tau * log pi_j, the VS loss without temperatures.
+    tau = 1 is Balanced Softmax (Ren et al.: z + log n_j, the same softmax). An empty class
+    counts as one sample."""
+
+    def __init__(self, class_counts: Counts, weight: torch.Tensor | None = None, tau: float = 1.0):
+        super().__init__(class_counts, weight, gamma=0.0, tau=tau)
 
 
 class InfluenceBalancedLoss(ClassLoss):
