@@ -182,6 +182,20 @@ class ClassLoss(nn.Module):
         return self.reduce(losses, weights)
 
 
+class DeferredLoss(ClassLoss):
+    """A loss whose method switches on at `start_epoch` (0: from the start); `started` says
+    whether it has, set by `set_epoch`."""
+
+    def __init__(
+        self, class_counts: Counts, weight: torch.Tensor | None = None, start_epoch: int = 0
+    ):
+        super().__init__(class_counts, weight)
+        self.start_epoch, self.started = int(start_epoch), start_epoch <= 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.started = epoch >= self.start_epoch
+
+
 class CrossEntropy(ClassLoss):
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
         return -F.log_softmax(logits, dim=1)
@@ -240,7 +254,7 @@ class LDAMLoss(ClassLoss):
         return F.cross_entropy(self.s * (logits - margin), labels, reduction="none")
 
 
-class VectorScalingLoss(ClassLoss):
+class VectorScalingLoss(DeferredLoss):
     """Kini et al.'s VS loss: cross-entropy of z_j / Delta_j + iota_j, Delta_j =
     (n_max / n_j)**gamma and iota_j = tau * log pi_j, as VS's code computes it (its paper's
     (n_j / n_max)**gamma * z_j is the same). tau = 0 is Ye et al.'s CDT (class-dependent
@@ -258,20 +272,16 @@ class VectorScalingLoss(ClassLoss):
         tau: float = 1.0,
         start_epoch: int = 0,
     ):
-        super().__init__(class_counts, weight)
+        super().__init__(class_counts, weight, start_epoch)
         self.gamma, self.tau = real("gamma", gamma), real("tau", tau)
         if self.gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         n = _counts(class_counts).clamp(min=1).double()
         self.register_buffer("temperatures", ((n.max() / n) ** self.gamma).float())
         self.register_buffer("adjustment", self.tau * log_prior(class_counts))
-        self.start_epoch, self.tempered = int(start_epoch), start_epoch <= 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.tempered = epoch >= self.start_epoch
 
     def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
-        scaled = logits / self.temperatures if self.tempered and self.gamma else logits
+        scaled = logits / self.temperatures if self.started and self.gamma else logits
         return scaled + self.adjustment
 
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
@@ -290,7 +300,7 @@ class LogitAdjustedLoss(VectorScalingLoss):
         super().__init__(class_counts, weight, gamma=0.0, tau=tau)
 
 
-class InfluenceBalancedLoss(ClassLoss):
+class InfluenceBalancedLoss(DeferredLoss):
     """Park et al.'s influence-balanced loss (IB-Loss's `IBLoss`; BagofTricks-LT's has the same
     formula): w_y * CE_i * alpha / (||p_i - e_y||_1 * ||h_i||_1 + 1e-3), h_i the model's pooled
     features, averaged with a plain mean (the weight inside, as its code reduces it, not
@@ -308,14 +318,10 @@ class InfluenceBalancedLoss(ClassLoss):
         alpha: float = 1000.0,
         start_epoch: int = 0,
     ):
-        super().__init__(class_counts, weight)
+        super().__init__(class_counts, weight, start_epoch)
         self.alpha = real("alpha", alpha)
         if self.alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
-        self.start_epoch, self.balancing = int(start_epoch), start_epoch <= 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.balancing = epoch >= self.start_epoch
 
     def influence_losses(self, logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits, dim=1)
@@ -325,7 +331,7 @@ class InfluenceBalancedLoss(ClassLoss):
     def sample_losses(
         self, logits: torch.Tensor, target: torch.Tensor, features: torch.Tensor | None
     ) -> torch.Tensor:
-        if not self.balancing:
+        if not self.started:
             return super().sample_losses(logits, target, None)
         if features is None:
             raise ValueError("the influence-balanced loss needs the features: loss(..., features=)")
@@ -338,7 +344,7 @@ class InfluenceBalancedLoss(ClassLoss):
         return -F.log_softmax(logits, dim=1)  # cross-entropy's: the loss before start_epoch
 
     def reduce(self, losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        if not self.balancing:
+        if not self.started:
             return super().reduce(losses, weights)
         return (losses if weights is None else weights * losses).mean()
 
