@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler, Subset
 from torchvision.transforms import v2
 
-from ltfast.augment import MEAN, STD, Normalize, crop_flip, draw_crop_flip
+from ltfast.augment import MEAN, STD, Crops, Normalize, draw_crop_flip
 from ltfast.augment.pipelines import Pipeline, concatenate_plans
 from ltfast.datasets import CIFAR10
 from ltfast.samplers import EpochSampler
@@ -61,12 +61,14 @@ class DeviceLoader:
                 f"{tuple(getattr(images, 'shape', ()))}"
             )
         self.device = torch.device(device)
-        # Training images are stored zero-padded once, so a batch is one gather away from
-        # its random crops.
+        # Training images are stored zero-padded once, with their mirror images, so a batch
+        # is one row copy away from its random crops (see Crops).
         # A dataset's NHWC pixels become NCHW on the device: a layout change costs far less
         # there than on the CPU.
         images = images.to(self.device).contiguous()
-        self.images = F.pad(images, (PADDING,) * 4) if augment else images
+        self.images: torch.Tensor | Crops = (
+            Crops(F.pad(images, (PADDING,) * 4)) if augment else images
+        )
         self.targets = torch.as_tensor(targets, dtype=torch.int64).to(self.device)
         self.batch_size, self.augment, self.seed = batch_size, augment, seed
         self.normalize = Normalize(self.device, dtype, channels_last)
@@ -97,11 +99,10 @@ class DeviceLoader:
             steps = bounds[first : first + at_once]
             base, end = steps[0][0], steps[-1][1]
             chosen = order[base:end]
-            images = self.images.index_select(0, chosen)
-            if self.augment:
-                images = self._augment(images, steps, first, generator, epoch, stream)
+            if isinstance(self.images, Crops):
+                images = self._augment(self.images, chosen, steps, first, generator, epoch, stream)
             else:
-                images = self.normalize(images)
+                images = self.normalize(self.images.index_select(0, chosen))
             for start, stop in steps:
                 yield (
                     images[start - base : stop - base],
@@ -110,20 +111,21 @@ class DeviceLoader:
 
     def _augment(
         self,
-        padded: torch.Tensor,
+        crops: Crops,
+        chosen: torch.Tensor,
         steps: list[tuple[int, int]],
         first: int,
         generator: torch.Generator,
         epoch: int,
         stream: int,
     ) -> torch.Tensor:
-        """Crop, flip, the pipeline and normalisation of consecutive steps' images, with every
-        draw made step by step: the crop and flip from the epoch's generator in order, the
-        pipeline's from the step's own generator."""
+        """Crop, flip, the pipeline and normalisation of consecutive steps' images (`chosen`),
+        with every draw made step by step: the crop and flip from the epoch's generator in
+        order, the pipeline's from the step's own generator."""
         sizes = [stop - start for start, stop in steps]
         draws = [draw_crop_flip(size, generator, PADDING) for size in sizes]
         top, left, flip = (torch.cat(parts) for parts in zip(*draws, strict=True))
-        images = crop_flip(padded, top, left, flip, padded.shape[-1] - 2 * PADDING)
+        images = crops.crop_flip(chosen, top, left, flip, crops.width - 2 * PADDING)
         stages = (*self.pipeline.before_normalize, *self.pipeline.after_normalize)
         plans: list[list] = [[] for _ in stages]
         policy = torch.Generator(device=self.device)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from ltfast.augment import MEAN, STD, Normalize, crop_flip, random_crop_flip
+from ltfast.augment import MEAN, STD, Crops, Normalize, crop_flip, random_crop_flip
 from ltfast.augment.pipelines import build_pipeline
 from ltfast.config import TrainConfig
 from ltfast.loader import DeviceLoader
@@ -32,6 +32,21 @@ def test_crop_flip_equals_torchvision_for_every_offset():
     out = crop_flip(F.pad(images, (4, 4, 4, 4)), top, left, flip, size=32)
     for b in range(len(images)):
         expected = reference(images[b], int(top[b]), int(left[b]), bool(flip[b]))
+        assert torch.equal(out[b], expected), b
+
+
+def test_crops_of_chosen_images_equal_torchvision_with_repeats_in_any_order():
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    crops = Crops(F.pad(images, (4, 4, 4, 4)))
+    generator = torch.Generator().manual_seed(1)
+    index = torch.randint(0, 20, (300,), generator=generator)  # repeats, the last image too
+    index[-1] = 19
+    top, left = torch.randint(0, 9, (2, 300), generator=generator)
+    flip = torch.randint(0, 2, (300,), generator=generator)
+    out = crops.crop_flip(index, top, left, flip, size=32)
+    assert len(crops) == 20 and out.shape == (300, 3, 32, 32)
+    for b in range(300):
+        expected = reference(images[int(index[b])], int(top[b]), int(left[b]), bool(flip[b]))
         assert torch.equal(out[b], expected), b
 
 

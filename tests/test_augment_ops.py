@@ -123,6 +123,12 @@ def test_bad_ops_and_magnitudes_are_named(ops, magnitudes, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize("fill", [300.0, -1.0, [0.0, 0.0], "grey", None, math.nan])
+def test_a_fill_out_of_uint8_range_is_named(fill):
+    with pytest.raises(ValueError, match="fill must be one value or one per channel"):
+        apply_ops(IMAGES[:1], ["Rotate"], [10.0], fill=fill)
+
+
 def test_images_must_be_uint8_rgb_batches():
     for bad in (IMAGES.float(), IMAGES[0], IMAGES[:, :1]):
         with pytest.raises(ValueError, match="images must"):

@@ -7,6 +7,7 @@ from ltfast.augment.ops import OPS, apply_ops
 from ltfast.augment.standard import (
     MEAN,
     STD,
+    Crops,
     Normalize,
     crop_flip,
     draw_crop_flip,
@@ -17,6 +18,7 @@ __all__ = [
     "MEAN",
     "OPS",
     "STD",
+    "Crops",
     "Normalize",
     "apply_ops",
     "crop_flip",

@@ -5,8 +5,8 @@ own magnitude, on the batch's device.
 `torchvision.transforms.v2.functional` gives it for op `ops[b]` at the magnitude
 `torchvision.transforms.autoaugment._apply_op` hands that op (a shear factor, a translation
 in pixels, degrees, an enhancement offset from 1, posterize bits, a solarize threshold), with
-NEAREST interpolation. The batch is grouped by family of op (the affine ops, the blends, and
-each other op): one pass per family present, none per image.
+NEAREST interpolation. The batch is grouped by family of op (the affine ops, and each other
+op): one pass per family present, none per image.
 
 Exactness. The point ops (Brightness, Color, Contrast, Sharpness, Posterize, Solarize,
 AutoContrast, Equalize, Invert) repeat torchvision's float32 arithmetic step for step and are
@@ -99,24 +99,21 @@ def apply_ops(
             f"{tuple(magnitudes.shape)}"
         )
     _check_magnitudes(codes, magnitudes)
-    # Sorted by family, each family is one slice: the passes read slices, and one gather at
-    # the end puts every image back in its place.
+    _check_fill(fill)
+    # Sorted by family (into a copy), each family is one slice, which its pass overwrites;
+    # one gather at the end puts every image back in its place.
     family_of = _FAMILY_OF.to(device)[codes]
     order = torch.argsort(family_of, stable=True)
     sizes = torch.bincount(family_of, minlength=len(FAMILIES)).tolist()
     images = images.index_select(0, order)
     codes, magnitudes = codes[order], magnitudes[order]
-    parts, start = [], 0
+    start = 0
     for (_, kernel), size in zip(FAMILIES, sizes, strict=True):
-        if size:
-            part = slice(start, start + size)
-            parts.append(
-                images[part]
-                if kernel is None
-                else kernel(images[part], codes[part], magnitudes[part], fill)
-            )
+        part = slice(start, start + size)
+        if size and kernel is not None:
+            images[part] = kernel(images[part], codes[part], magnitudes[part], fill)
         start += size
-    return torch.cat(parts).index_select(0, torch.argsort(order))
+    return images.index_select(0, torch.argsort(order))
 
 
 # What torchvision's functionals accept, per op: low <= magnitude <= high. int(magnitude)
@@ -149,6 +146,18 @@ def _check_magnitudes(codes: torch.Tensor, magnitudes: torch.Tensor) -> None:
     )
 
 
+def _check_fill(fill: Fill) -> None:
+    """A uint8 fill: one value, or one per channel, each in 0..255."""
+    try:
+        values = torch.as_tensor(fill, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        values = torch.empty(0)
+    if values.numel() not in (1, 3) or not bool(((values >= 0) & (values <= 255)).all()):
+        raise ValueError(
+            f"fill must be one value or one per channel (3), each in 0..255, got {fill!r}"
+        )
+
+
 def _per_image(values: torch.Tensor) -> torch.Tensor:
     return values.view(-1, 1, 1, 1)
 
@@ -172,30 +181,40 @@ def _grayscale(images: torch.Tensor) -> torch.Tensor:
 
 
 def _blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """torchvision's `_blend`: images * r + other * (1 - r), clamped, as uint8; r per image.
+    """torchvision's `_blend`: images * r + other * (1 - r), clamped, as uint8; r per image,
+    `other` (B, 1, H, W) or (B, 1, 1, 1).
 
     torchvision computes `images.mul(r).add_(other, alpha=1 - r)` with both factors rounded to
     float32 and the add fused (one rounding); float64 holds that sum exactly."""
     ratio32 = _per_image(ratio.to(torch.float32))
-    alpha32 = _per_image((1.0 - ratio).to(torch.float32))
+    alpha64 = _per_image((1.0 - ratio).to(torch.float32).double())
     scaled = images.to(torch.float32).mul_(ratio32)
-    fused = scaled.double().add_(other.double().mul_(alpha32.double()))
+    fused = scaled.double().add_(other.double().mul_(alpha64))
     return _to_uint8(fused.to(torch.float32))
 
 
-def _blends(
+def _brightness(
     images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
 ) -> torch.Tensor:
-    """Brightness blends with black (images * f, exactly torchvision's), Color with the
-    image's grey, Contrast with the mean of its grey: one blend for the three."""
-    gray = _grayscale(images)
-    mean = torch.mean(gray, dim=(-3, -2, -1), keepdim=True).expand_as(gray)
-    other = torch.where(
-        _per_image(_is(codes, "Color")),
-        gray,
-        torch.where(_per_image(_is(codes, "Contrast")), mean, 0.0),
-    )
-    return _blend(images, other, 1.0 + magnitudes)
+    """A blend with black: the fused add adds 0, so torchvision's result is images * r in
+    float32, with no float64 needed."""
+    ratio32 = _per_image((1.0 + magnitudes).to(torch.float32))
+    return _to_uint8(images.to(torch.float32).mul_(ratio32))
+
+
+def _color(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    """A blend with the image's grey."""
+    return _blend(images, _grayscale(images), 1.0 + magnitudes)
+
+
+def _contrast(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    """A blend with the mean of the image's grey, one number per image."""
+    mean = torch.mean(_grayscale(images), dim=(-3, -2, -1), keepdim=True)
+    return _blend(images, mean, 1.0 + magnitudes)
 
 
 # ----- the other point ops --------------------------------------------------------------------
@@ -206,21 +225,25 @@ def _sharpness(
 ) -> torch.Tensor:
     """Blends the inner pixels with their 3x3 smoothing (1s around a 5, over 13; the border
     stays), as torchvision. Its float32 convolution, rounded, is round(S / 13) for the integer
-    stencil sum S: S / 13 never lies within float error of a half, so the integer form is
-    exact, and far cheaper than a convolution on a few images."""
-    x = images.to(torch.int32)
-    rows = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
-    box = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
-    inner_pixels = x[..., 1:-1, 1:-1]
-    stencil = box + 4 * inner_pixels
-    smooth = torch.div(2 * stencil + 13, 26, rounding_mode="floor")  # round(S / 13)
-    output = images.to(torch.float32)
-    inner = output[..., 1:-1, 1:-1]
-    alpha = _per_image((1.0 - (1.0 + magnitudes)).to(torch.float32)).double()
-    # inner + alpha * (smooth - inner), fused as torchvision's add_(..., alpha=) is
-    difference = (smooth - inner_pixels).double()
-    inner.copy_(inner.double().add_(difference.mul_(alpha)).to(torch.float32))
-    return _to_uint8(output)
+    stencil sum S (at most 13 * 255, an int16): S / 13 never lies within float error of a
+    half, so the integer stencil is exact, and far cheaper than a convolution on a few
+    images."""
+    x = images.to(torch.int16)
+    rows = x[..., :, :-2] + x[..., :, 1:-1]
+    rows += x[..., :, 2:]
+    stencil = rows[..., :-2, :] + rows[..., 1:-1, :]
+    stencil += rows[..., 2:, :]
+    inner = x[..., 1:-1, 1:-1]
+    stencil.add_(inner, alpha=4)
+    smooth = stencil.to(torch.float64).div_(13).round_()
+    # inner + alpha * (smooth - inner), fused as torchvision's add_(..., alpha=) is: exact
+    # in float64, then rounded once to float32
+    alpha = _per_image((1.0 - (1.0 + magnitudes)).to(torch.float32).double())
+    inner64 = inner.to(torch.float64)
+    sharpened = smooth.sub_(inner64).mul_(alpha).add_(inner64).to(torch.float32)
+    output = images.clone()
+    output[..., 1:-1, 1:-1] = _to_uint8(sharpened)
+    return output
 
 
 def _posterize(
@@ -245,6 +268,31 @@ def _unparameterised(function: Callable[[torch.Tensor], torch.Tensor]) -> Kernel
     """An op without a magnitude: torchvision's own batched functional (per image and
     channel already)."""
     return lambda images, codes, magnitudes, fill: function(images)
+
+
+def _equalize(
+    images: torch.Tensor, codes: torch.Tensor, magnitudes: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    """torchvision's `equalize_image` (PIL's lookup table, per image and channel), with two
+    savings that keep its result: a plane whose table is undefined (step 0) gets the identity
+    table instead of a pass choosing between images, and the table's floor division runs in
+    float64, exact for these integers."""
+    height, width = images.shape[-2:]
+    device = images.device
+    pixels = images.reshape(-1, height * width).to(torch.int64)
+    histogram = torch.zeros(pixels.shape[0], 256, dtype=torch.int32, device=device)
+    ones = torch.ones(1, dtype=torch.int32, device=device).expand_as(pixels)
+    histogram.scatter_add_(1, pixels, ones)
+    cumulative = histogram.cumsum(1, dtype=torch.int32)
+    # PIL's step: the pixels other than those of the plane's largest value, over 255
+    largest = histogram.gather(1, cumulative.argmax(1, keepdim=True))
+    step = (height * width - largest).div_(255, rounding_mode="floor").double()
+    table = torch.zeros(pixels.shape[0], 256, dtype=torch.float64, device=device)
+    shifted = cumulative[:, :-1].double().add_(torch.floor(step / 2))
+    torch.floor(shifted.div_(step.clamp(min=1)), out=table[:, 1:])
+    identity = torch.arange(256, dtype=torch.float64, device=device)
+    table = torch.where(step == 0, identity, table.clamp_(0, 255)).to(torch.uint8)
+    return table.gather(1, pixels).view_as(images)
 
 
 # ----- the affine ops: ShearX/Y, TranslateX/Y, Rotate -----------------------------------------
@@ -334,12 +382,14 @@ def _affine(
 FAMILIES: tuple[tuple[tuple[str, ...], Kernel | None], ...] = (
     (("Identity",), None),
     (("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"), _affine),
-    (("Brightness", "Color", "Contrast"), _blends),
+    (("Brightness",), _brightness),
+    (("Color",), _color),
+    (("Contrast",), _contrast),
     (("Sharpness",), _sharpness),
     (("Posterize",), _posterize),
     (("Solarize",), _solarize),
     (("AutoContrast",), _unparameterised(TF.autocontrast)),
-    (("Equalize",), _unparameterised(TF.equalize)),
+    (("Equalize",), _equalize),
     (("Invert",), _unparameterised(TF.invert)),
 )
 _FAMILY_OF = torch.tensor(

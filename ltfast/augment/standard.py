@@ -12,19 +12,53 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 
 
+class Crops:
+    """Zero-padded images (N, C, H, W), stored with their mirror images, from which any batch
+    of crops, mirrored or not, is one row copy.
+
+    Every row of a crop is `size` consecutive bytes of an image or of its mirror image (a
+    mirrored crop at column `left` is the mirror image's crop at W - size - left), so one
+    index_select of rows out of an overlapping view of the stored bytes makes the batch:
+    2-3x faster on the CPU than a gather of pixels, which pays per element, for twice the
+    padded images' memory."""
+
+    def __init__(self, padded: torch.Tensor):
+        self.count, self.channels, self.height, self.width = padded.shape
+        self.device = padded.device
+        self.pixels = torch.cat((padded.reshape(-1), padded.flip(-1).reshape(-1)))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def crop_flip(
+        self,
+        index: torch.Tensor,
+        top: torch.Tensor,
+        left: torch.Tensor,
+        flip: torch.Tensor,
+        size: int,
+    ) -> torch.Tensor:
+        """size x size crops of images `index` at (top[b], left[b]), mirrored where flip[b]."""
+        height, width, channels, device = self.height, self.width, self.channels, self.device
+        rows = self.pixels.as_strided((max(self.pixels.numel() - size + 1, 0), size), (1, 1))
+        mirrored = flip.bool()
+        column = torch.where(mirrored, width - size - left, left)
+        image = index + mirrored * self.count
+        first = image * (channels * height * width) + top * width + column
+        steps = torch.arange(size, device=device) * width
+        within = torch.arange(channels, device=device)[:, None] * (height * width) + steps
+        picked = rows.index_select(0, (first[:, None] + within.view(-1)).view(-1))
+        return picked.view(len(index), channels, size, size)
+
+
 def crop_flip(
     padded: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, size: int
 ) -> torch.Tensor:
     """size x size crops of the zero-padded images `padded` (B, C, H, W) at (top[b], left[b]),
     mirrored left-right where flip[b]: torchvision's RandomCrop(padding) then
-    RandomHorizontalFlip, for a whole batch in one gather."""
-    batch, channels, _, padded_width = padded.shape
-    steps = torch.arange(size, device=padded.device)
-    rows = top[:, None] + steps  # (B, size)
-    columns = torch.where(flip[:, None].bool(), size - 1 - steps, steps) + left[:, None]
-    source = (rows[:, :, None] * padded_width + columns[:, None, :]).reshape(batch, 1, -1)
-    picked = padded.reshape(batch, channels, -1).gather(2, source.expand(-1, channels, -1))
-    return picked.reshape(batch, channels, size, size)
+    RandomHorizontalFlip, for a whole batch in one row copy (see Crops)."""
+    index = torch.arange(len(padded), device=padded.device)
+    return Crops(padded).crop_flip(index, top, left, flip, size)
 
 
 def draw_crop_flip(
