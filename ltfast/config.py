@@ -17,7 +17,7 @@ import yaml
 
 from ltfast.augment.pipelines import CUTOUT_FILLS, PIPELINES
 from ltfast.longtail import IMB_TYPES, SUBSETS, images_per_class
-from ltfast.losses import LOSSES, build_loss, label_aware_epsilons
+from ltfast.losses import LOSS_OPTIONS, LOSSES, build_loss, label_aware_epsilons, simplest_loss
 from ltfast.mixing import MIXERS
 from ltfast.models import CLASSIFIERS, MODELS
 from ltfast.numerics import MEMORY_FORMATS, PRECISIONS
@@ -331,6 +331,37 @@ def inert_options(c: TrainConfig) -> list[str]:
                 f"--{name.replace('_', '-')} {getattr(c, name)} has no effect without {wanted}"
             )
     return found
+
+
+# Fields that say where a run reads and writes and what it is compared with, not what it trains.
+NOT_TRAINING = (
+    "data_root", "download", "out", "overwrite", "quiet", "tensorboard", "save_draws",
+    "published_top1", "source",
+)  # fmt: skip
+
+
+def experiment(c: TrainConfig) -> tuple[dict, str]:
+    """What the run trains, as a mapping equal for two configs exactly when they train the
+    same: every field but NOT_TRAINING, the options its methods do not use at their defaults,
+    and its loss in the simplest form (see losses.simplest_loss); with that form's reason."""
+    defaults = TrainConfig()
+    fields = {k: v for k, v in dataclasses.asdict(c).items() if k not in NOT_TRAINING}
+    for name, (needs, values) in NEEDS.items():
+        if not (getattr(c, needs) > 0 if not values else getattr(c, needs) in values):
+            fields[name] = getattr(defaults, name)
+    loss_fields = {
+        option: field
+        for option, field in LOSS_OPTIONS[c.loss].items()
+        if NEEDS.get(field, ("",))[0] == "loss"
+    }
+    options = {option: getattr(c, field) for option, field in loss_fields.items()}
+    name, simplest, reason = simplest_loss(c.loss, options)
+    if name != c.loss:
+        for field in loss_fields.values():
+            fields[field] = getattr(defaults, field)
+        fields["loss"] = name
+        fields.update({LOSS_OPTIONS[name][option]: v for option, v in simplest.items()})
+    return fields, reason
 
 
 def divergence_suspects(c: TrainConfig) -> list[str]:

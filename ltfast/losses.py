@@ -511,6 +511,34 @@ register_loss(
 register_loss("class_balanced_bce", beta="cb_bce_beta")(ClassBalancedBCE)
 
 
+def simplest_loss(name: str, options: dict[str, float]) -> tuple[str, dict[str, float], str]:
+    """The same loss in its simplest registered form, with the reason ('' when it is already
+    simplest): the identities between the registered losses, so that two recipes that train
+    the same loss under two names can be told apart from two experiments."""
+    reasons: list[str] = []
+    while True:
+        simpler = _SIMPLER.get(name, lambda options: None)(options)
+        if simpler is None:
+            return name, options, "; ".join(reasons)
+        reasons.append(f"{name} with {_listed(options)} is {simpler[0]}")
+        name, options = simpler
+
+
+def _listed(options: dict[str, float]) -> str:
+    return ", ".join(f"{option} {value:g}" for option, value in options.items())
+
+
+# name -> (options -> the simpler (name, options), or None where none is).
+_SIMPLER: dict[str, Callable[[dict[str, float]], tuple[str, dict[str, float]] | None]] = {
+    "focal": lambda o: ("ce", {}) if o["gamma"] == 0 else None,
+    "logit_adjusted": lambda o: (
+        ("balanced_softmax", {}) if o["tau"] == 1 else ("ce", {}) if o["tau"] == 0 else None
+    ),
+    "vs": lambda o: ("logit_adjusted", {"tau": o["tau"]}) if o["gamma"] == 0 else None,
+    "cdt": lambda o: ("ce", {}) if o["gamma"] == 0 else None,
+}
+
+
 def build_loss(
     name: str, class_counts: Counts, weight: torch.Tensor | None = None, **options: float | int
 ) -> ClassLoss:

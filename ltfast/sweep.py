@@ -10,7 +10,8 @@ stops every run at its next step with a checkpoint. A config whose `init_from` n
 config of the sweep (a two-stage recipe) starts from that config's run of the same seed, once
 it has finished. At the end `summary.md`, `summary.csv` and `summary.png` compare the configs:
 mean and standard deviation over seeds of the final and best epochs, beside the published
-figure (see ltfast.report).
+figure (see ltfast.report). A config that trains the same experiment as an earlier one (see
+ltfast.config.experiment) is named in a warning before any run starts.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ltfast.config import from_mapping, is_text_field, load_yaml, parse_yaml, resolve, user_path
+from ltfast.config import (
+    experiment,
+    from_mapping,
+    is_text_field,
+    load_yaml,
+    parse_yaml,
+    resolve,
+    user_path,
+)
 from ltfast.parent import child_environment
 from ltfast.run_folder import SUMMARY, RunFolder, SweepFolder
 
@@ -286,8 +295,11 @@ def make_plan(recipes: list[Recipe], seeds: list[int], overrides: dict, vary_sub
     }
 
 
-def check_recipes(recipes: list[Recipe], folder: SweepFolder, plan: dict) -> None:
-    """Resolves every run's config before any run starts, so a bad one is named at once."""
+def check_recipes(recipes: list[Recipe], folder: SweepFolder, plan: dict) -> list[str]:
+    """Resolves every run's config before any run starts, so a bad one is named at once; the
+    warnings for recipes that train the same experiment as an earlier one."""
+    first: dict[str, str] = {}  # a run's experiment -> the recipe that trains it first
+    warnings = []
     for recipe in recipes:
         for seed in plan["seeds"]:
             flags = {**plan["set"], "seed": seed, "out": str(folder.run(recipe.name, seed))}
@@ -296,9 +308,19 @@ def check_recipes(recipes: list[Recipe], folder: SweepFolder, plan: dict) -> Non
             if recipe.after is not None:
                 flags["init_from"] = str(folder.run(recipe.after, seed))
             try:
-                resolve(flags, recipe.path)
+                config = resolve(flags, recipe.path)
             except ValueError as error:
                 raise ValueError(f"{recipe.path} with seed {seed}: {error}") from None
+            trained, reason = experiment(config)
+            key = repr(sorted(trained.items()))
+            earlier = first.setdefault(key, recipe.name)
+            if earlier != recipe.name and seed == plan["seeds"][0]:
+                why = f" ({reason})" if reason else ""
+                warnings.append(
+                    f"{recipe.name} trains the same experiment as {earlier}{why}: its runs "
+                    f"repeat {earlier}'s; leave one out unless both rows are wanted"
+                )
+    return warnings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -338,10 +360,12 @@ def main(argv: list[str] | None = None) -> list[Job]:
         recipes = read_recipes(namespace.configs)
         overrides = parse_overrides(namespace.set)
         plan = make_plan(recipes, namespace.seeds, overrides, namespace.vary_subset)
-        check_recipes(recipes, folder, plan)
+        warnings = check_recipes(recipes, folder, plan)
         folder.claim(plan)
     except (ValueError, OSError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         sweep = Sweep(folder, recipes, plan, namespace.jobs)
         jobs = sweep.run()

@@ -17,7 +17,7 @@ import yaml
 
 from ltfast.report import main as report_main
 from ltfast.run_folder import SweepFolder
-from ltfast.sweep import Recipe, Sweep, main, make_plan, read_recipes
+from ltfast.sweep import Recipe, Sweep, check_recipes, main, make_plan, read_recipes
 
 STAGE1 = {
     "dataset": "synthetic",
@@ -165,3 +165,50 @@ def test_runs_share_the_cpu_threads(tmp_path, monkeypatch):
     sweep = make_sweep(tmp_path)
     sweep.jobs = 64
     assert sweep.environment()["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 64))
+
+
+def test_recipes_that_train_the_same_experiment_are_named_before_any_run(tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    recipes = {
+        "ce": {},
+        "ce_again": {"published_top1": 71.0, "source": "another paper", "focal_gamma": 2.0},
+        "focal0": {"loss": "focal", "focal_gamma": 0.0},
+        "balanced_softmax": {"loss": "balanced_softmax"},
+        "la1": {"loss": "logit_adjusted", "logit_tau": 1.0},
+        "la15": {"loss": "logit_adjusted", "logit_tau": 1.5},
+        "vs0": {"loss": "vs", "vs_gamma": 0.0, "vs_tau": 1.5},
+        "vs": {"loss": "vs", "vs_gamma": 0.2, "vs_tau": 1.5},
+        "ce_lr": {"lr": 0.02},
+    }
+    paths = []
+    for name, values in recipes.items():
+        paths.append(folder / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump({**STAGE1, **values}))
+    recipes_read = read_recipes(paths)
+    plan = make_plan(recipes_read, [0, 1], {}, vary_subset=False)
+    warnings = check_recipes(recipes_read, SweepFolder(tmp_path / "sweep"), plan)
+    assert warnings == [
+        "ce_again trains the same experiment as ce: its runs repeat ce's; leave one out "
+        "unless both rows are wanted",
+        "focal0 trains the same experiment as ce (focal with gamma 0 is ce): its runs repeat "
+        "ce's; leave one out unless both rows are wanted",
+        "la1 trains the same experiment as balanced_softmax (logit_adjusted with tau 1 is "
+        "balanced_softmax): its runs repeat balanced_softmax's; leave one out unless both "
+        "rows are wanted",
+        "vs0 trains the same experiment as la15 (vs with gamma 0, tau 1.5 is logit_adjusted): "
+        "its runs repeat la15's; leave one out unless both rows are wanted",
+    ]
+
+
+def test_a_sweep_warns_of_a_repeated_experiment_and_runs_it(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump(STAGE1))
+    (folder / "b.yaml").write_text(yaml.safe_dump({**STAGE1, "source": "elsewhere"}))
+    ran = []
+    monkeypatch.setattr(Sweep, "run", lambda self: ran.append(len(self.queue)) or [])
+    monkeypatch.setattr("ltfast.report.write_sweep_report", lambda path: [])
+    main([str(folder / "a.yaml"), str(folder / "b.yaml"), "--out", str(tmp_path / "sweep")])
+    assert "warning: b trains the same experiment as a" in capsys.readouterr().err
+    assert ran == [2]
