@@ -8,7 +8,8 @@ beside the published figures.
 and `summary.json`, never its checkpoints; `<group>/<recipe>` names the recipe it was trained
 with, `configs/<group>/<recipe>.yaml`. `add` copies the finished runs of a sweep there (a
 file that is already there with other contents is refused unless --overwrite). `table` prints
-the comparison (and with --readme rewrites it in place between the two markers below), and
+the comparison (and with --readme rewrites it in place between the two markers below), with a
+note under it for two results of one experiment (see ltfast.config.experiment), and
 `recipe_differences` says where a result's config strays from its recipe, apart from paths,
 device and numerics, so that the table and the recipes cannot drift apart.
 """
@@ -22,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ltfast.config import TrainConfig, from_mapping, load_yaml
+from ltfast.config import TrainConfig, experiment, from_mapping, load_yaml
 from ltfast.run_folder import CONFIG, METRICS, SUMMARY, RunFolder, SweepFolder
 
 RESULT_FILES = (CONFIG, METRICS, SUMMARY)
@@ -188,10 +189,30 @@ def table_row(result: Result) -> str:
     )
 
 
+def same_experiments(results: list[Result]) -> list[str]:
+    """A note for each result that trained the same experiment as an earlier one of its group
+    (see ltfast.config.experiment): one training compared with two published figures."""
+    first: dict[tuple[str, str], Result] = {}
+    notes = []
+    for result in results:
+        trained, reason = experiment(TrainConfig(**result.config()))
+        earlier = first.setdefault((result.group, repr(sorted(trained.items()))), result)
+        if earlier is not result:
+            why = f" ({reason})" if reason else ""
+            notes.append(
+                f"{result.label} trained the same experiment as {earlier.label}{why}: the two "
+                f"rows are two runs of one training, compared with two published figures."
+            )
+    return notes
+
+
 def table(results: list[Result]) -> str:
-    """The Markdown table of `results`, one row each, grouped as found."""
+    """The Markdown table of `results`, one row each, grouped as found, with a note under it
+    for each result that repeats another's experiment."""
     lines = []
     for group in sorted({r.group for r in results}):
+        members = [r for r in results if r.group == group]
+        notes = same_experiments(members)
         lines += [
             f"**{group}**, seed 0 unless named; top-1 on the balanced test set (%); gap = best "
             f"epoch minus published; wall = the epochs' training and evaluation time.",
@@ -199,8 +220,9 @@ def table(results: list[Result]) -> str:
             "| recipe | published (source) | ltfast final epoch | ltfast best epoch | gap | "
             "wall time and machine |",
             "|---|---|---:|---:|---:|---|",
-            *(table_row(r) for r in results if r.group == group),
+            *(table_row(r) for r in members),
             "",
+            *(f"{note}\n" for note in notes),
         ]
     return "\n".join(lines).rstrip("\n") or "No results yet."
 

@@ -4,6 +4,7 @@ the published figures, the README's copy of it, and results that stray from thei
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,24 @@ def test_the_table_sets_each_run_beside_its_published_figure(tmp_path, sweep):
     assert f"{wall / 60:.0f} min, {summary['machine']}, float32, channels_last" in ce_row
     crt_row = next(line for line in text.splitlines() if line.startswith("| crt |"))
     assert "| - | " in crt_row  # no published figure, no gap
+
+
+def test_the_table_notes_two_results_of_one_experiment(tmp_path, sweep):
+    add_sweep(sweep[0], tmp_path)
+    ce = tmp_path / "tiny_lt/ce/seed0"
+    for recipe, changes in (
+        ("focal0", {"loss": "focal", "focal_gamma": 0.0}),
+        ("ce_lr", {"lr": 1.0}),
+    ):
+        copy = tmp_path / "tiny_lt" / recipe / "seed0"
+        shutil.copytree(ce, copy)
+        config = yaml.safe_load((copy / "config.yaml").read_text())
+        (copy / "config.yaml").write_text(yaml.safe_dump({**config, **changes}))
+    notes = [line for line in table(find_results(tmp_path)).splitlines() if "same" in line]
+    assert notes == [
+        "focal0 trained the same experiment as ce (focal with gamma 0 is ce): the two rows are "
+        "two runs of one training, compared with two published figures."
+    ]
 
 
 def test_results_that_follow_their_recipes_have_no_differences(tmp_path, sweep):
