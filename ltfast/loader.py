@@ -1,8 +1,9 @@
 """Batch loaders for training and evaluation.
 
 `DeviceLoader` keeps a whole uint8 split on the training device (a CIFAR-10-LT training set is
-38 MB) and builds each batch there: one gather of the sampler's indices, then batched crop,
-flip, the strong pipeline if any (ltfast.augment.pipelines) and normalisation. `TorchLoader`
+38 MB) and builds each batch there: the crops and flips of the sampler's indices as one row
+copy (ltfast.augment.Crops), the strong pipeline if any (ltfast.augment.pipelines) and
+normalisation. `TorchLoader`
 is the usual Dataset + DataLoader + torchvision pipeline, kept for comparison
 (`--loader torch`). Both yield (images, labels) on the device.
 """
