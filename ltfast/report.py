@@ -60,7 +60,7 @@ def read_run(path: Path) -> Run:
     return Run(folder.path.resolve().name, folder.read_config(), records, np.array(counts))
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure  # optional: see the module's docstring
 
     return Figure(figsize=(width, height))
@@ -72,7 +72,7 @@ def _series(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(epochs), np.array(values, dtype=float)
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     for axes in figure.axes:
@@ -84,7 +84,7 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def plot_class_distribution(runs: list[Run], path: Path) -> Path:
-    figure = _figure(7, 4)
+    figure = new_figure(7, 4)
     axes = figure.add_subplot()
     shared: dict[tuple[int, ...], list[str]] = {}  # runs on the same data share one line
     for run in runs:
@@ -98,11 +98,11 @@ def plot_class_distribution(runs: list[Run], path: Path) -> Path:
     axes.axhline(FEW_BELOW, color="grey", lw=0.8, ls=":", label=f"few < {FEW_BELOW}")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3, which="both")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_per_class_accuracy(runs: list[Run], path: Path) -> Path:
-    figure = _figure(7, 4)
+    figure = new_figure(7, 4)
     axes = figure.add_subplot()
     for run in runs:
         accuracy = np.array(run.records[-1]["per_class"], dtype=float) * 100
@@ -120,11 +120,11 @@ def plot_per_class_accuracy(runs: list[Run], path: Path) -> Path:
     )
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_learning_curves(runs: list[Run], path: Path) -> Path:
-    figure = _figure(13, 4)
+    figure = new_figure(13, 4)
     loss, top1, groups = figure.subplots(1, 3)
     for index, run in enumerate(runs):
         colour = f"C{index}"
@@ -147,12 +147,12 @@ def plot_learning_curves(runs: list[Run], path: Path) -> Path:
     for axes in (loss, top1, groups):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _per_class_panels(runs: list[Run], key: str, ylabel: str, what: str, path: Path) -> Path:
     """One panel per run: a per-class series `key` of every epoch, one line per class."""
-    figure = _figure(6 * len(runs), 4)
+    figure = new_figure(6 * len(runs), 4)
     panels = np.atleast_1d(figure.subplots(1, len(runs)))
     for axes, run in zip(panels, runs, strict=True):
         records = [r for r in run.records if key in r]  # runs of older versions lack some
@@ -183,7 +183,7 @@ def _per_class_panels(runs: list[Run], key: str, ylabel: str, what: str, path: P
         axes.grid(alpha=0.3, which="both")
         if few_classes and len(records):
             axes.legend(fontsize=7, ncol=2)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_sampler_probabilities(runs: list[Run], path: Path) -> Path:
@@ -450,7 +450,7 @@ def sweep_csv(rows: list[SweepRow]) -> str:
 
 
 def plot_sweep(rows: list[SweepRow], path: Path) -> Path:
-    figure = _figure(max(6, 1.2 * len(rows) + 2), 4)
+    figure = new_figure(max(6, 1.2 * len(rows) + 2), 4)
     axes = figure.add_subplot()
     positions = np.arange(len(rows))
     for offset, (when, key, label) in enumerate(
@@ -467,7 +467,7 @@ def plot_sweep(rows: list[SweepRow], path: Path) -> Path:
     axes.set(ylabel="test accuracy (%)", title="Sweep: mean ± std over seeds")
     axes.grid(alpha=0.3, axis="y")
     axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def write_sweep_report(path: Path, out: Path | None = None, overwrite: bool = False) -> list[Path]:

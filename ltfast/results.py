@@ -3,13 +3,15 @@ beside the published figures.
 
     python -m ltfast.results add SWEEP_DIR [--suffix float32] [--results results]
     python -m ltfast.results table [--results results] [--configs configs] [--readme README.md]
+        [--plots docs/results]
 
 `results/<group>/<recipe>/seed<S>[-<suffix>]/` holds a run's `config.yaml`, `metrics.jsonl`
 and `summary.json`, never its checkpoints; `<group>/<recipe>` names the recipe it was trained
 with, `configs/<group>/<recipe>.yaml`. `add` copies the finished runs of a sweep there (a
 file that is already there with other contents is refused unless --overwrite). `table` prints
 the comparison (and with --readme rewrites it in place between the two markers below), with a
-note under it for two results of one experiment (see ltfast.config.experiment), and
+note under it for two results of one experiment (see ltfast.config.experiment); `--plots`
+writes (or replaces) one figure per group, `<group>.png`; and
 `recipe_differences` says where a result's config strays from its recipe, apart from paths,
 device and numerics, so that the table and the recipes cannot drift apart.
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ltfast.config import TrainConfig, experiment, from_mapping, load_yaml
+from ltfast.report import have_matplotlib, new_figure, save_figure
 from ltfast.run_folder import CONFIG, METRICS, SUMMARY, RunFolder, SweepFolder
 
 RESULT_FILES = (CONFIG, METRICS, SUMMARY)
@@ -227,6 +230,49 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines).rstrip("\n") or "No results yet."
 
 
+def plot(results: list[Result], path: Path) -> Path:
+    """One group's results as a figure at `path`: each recipe's best and final epochs beside
+    its published figure, and the test top-1 of every single-stage run by epoch."""
+    figure = new_figure(13, 0.9 + 0.45 * max(len(results), 4))
+    figures, curves = figure.subplots(1, 2, width_ratios=(1, 1.3))
+    rows = range(len(results))
+    labels = [result.label for result in results]
+    for row, result in zip(rows, results, strict=True):
+        summary, published = result.summary(), result.config().get("published_top1")
+        best, final = (100 * summary[k]["test_top1"] for k in ("best", "final"))
+        figures.plot([final, best], [row, row], color="C0", lw=1, alpha=0.5)
+        first = row == 0  # the first row names each marker in the legend
+        figures.scatter(
+            best, row, color="C0", zorder=3, label="ltfast best epoch" if first else None
+        )
+        figures.scatter(
+            final, row, facecolor="none", edgecolor="C0", zorder=3,
+            label="ltfast final epoch" if first else None,
+        )  # fmt: skip
+        if published is not None:
+            figures.scatter(published, row, marker="x", color="black", zorder=4, label="published")
+        if not result.config().get("init_from"):
+            records = [r for r in result.metrics() if r.get("test_top1") is not None]
+            curves.plot(
+                [r["epoch"] for r in records],
+                [100 * r["test_top1"] for r in records],
+                lw=1,
+                label=result.label,
+            )
+    handles, names = figures.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))  # "published" once
+    figures.legend(unique.values(), unique.keys(), fontsize=8, loc="lower left")
+    figures.set_yticks(list(rows), labels)
+    figures.invert_yaxis()
+    figures.set(xlabel="test top-1 (%)", title=f"{results[0].group}: ltfast against published")
+    curves.set(xlabel="epoch", ylabel="test top-1 (%)", title="Single-stage runs by epoch")
+    curves.set_ylim(bottom=max(0.0, curves.get_ylim()[0]))
+    curves.legend(fontsize=7, ncol=2)
+    for axes in (figures, curves):
+        axes.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
 def rewrite_readme(readme: Path, text: str) -> None:
     """Replaces what stands between BEGIN and END in `readme` with `text`."""
     content = readme.read_text()
@@ -249,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     show = commands.add_parser("table", help="print the table (and rewrite it in --readme)")
     show.add_argument("--configs", type=Path, default=Path("configs"), help="recipes folder")
     show.add_argument("--readme", type=Path, help="rewrite the table between its markers here")
+    show.add_argument(
+        "--plots", type=Path, help="write (or replace) PLOTS/<group>.png, a figure per group"
+    )
     for command in (add, show):
         command.add_argument("--results", type=Path, default=Path("results"))
     namespace = args.parse_args(argv)
@@ -268,6 +317,13 @@ def main(argv: list[str] | None = None) -> None:
         print(text)
         if namespace.readme is not None:
             rewrite_readme(namespace.readme, text)
+        if namespace.plots is not None:
+            if not have_matplotlib():
+                raise ResultsError("--plots needs matplotlib: pip install 'ltfast[plots]'")
+            namespace.plots.mkdir(parents=True, exist_ok=True)
+            for group in sorted({r.group for r in results}):
+                members = [r for r in results if r.group == group]
+                print(plot(members, namespace.plots / f"{group}.png"))
     except (ValueError, OSError) as error:  # ResultsError, RunFolderError and the like
         args.exit(2, f"{args.prog}: error: {error}\n")
 

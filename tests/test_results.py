@@ -182,3 +182,16 @@ def test_the_readme_shows_the_committed_results():
     readme = (REPO / "README.md").read_text()
     shown = readme.split(BEGIN)[1].split(END)[0].strip("\n")
     assert shown == table(find_results(REPO / "results"))
+
+
+def test_the_plots_are_one_figure_per_group(tmp_path, sweep, capsys, monkeypatch):
+    add_sweep(sweep[0], tmp_path / "results")
+    arguments = ["table", "--results", str(tmp_path / "results"), "--configs", str(sweep[1])]
+    results_main([*arguments, "--plots", str(tmp_path / "plots")])
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["tiny_lt.png"]
+    assert (tmp_path / "plots/tiny_lt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr("ltfast.results.have_matplotlib", lambda: False)
+    with pytest.raises(SystemExit):
+        results_main([*arguments, "--plots", str(tmp_path / "again")])
+    assert "--plots needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
