@@ -50,6 +50,25 @@ def test_crops_of_chosen_images_equal_torchvision_with_repeats_in_any_order():
         assert torch.equal(out[b], expected), b
 
 
+@pytest.mark.parametrize(
+    ("top", "left", "message"),
+    [
+        (
+            [0, 9],
+            [0, 0],
+            r"top offsets must be in 0\.\.8 for 32-pixel crops of 40x40 images, got 0\.\.9",
+        ),
+        ([0, 0], [-1, 2], r"left offsets must be in 0\.\.8 .* got -1\.\.2"),
+        ([0.5, 0.0], [0, 0], "top must be 2 integer offsets"),
+        ([0], [0, 0], "top must be 2 integer offsets"),
+    ],
+)
+def test_crop_offsets_outside_the_padded_image_are_named(top, left, message):
+    padded = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=message):
+        crop_flip(padded, torch.tensor(top), torch.tensor(left), torch.zeros(2), size=32)
+
+
 def test_random_offsets_are_within_bounds_and_reproducible():
     images = torch.randint(0, 256, (4000, 3, 32, 32), dtype=torch.uint8)
     padded = F.pad(images, (4, 4, 4, 4))

@@ -38,7 +38,9 @@ class Crops:
         flip: torch.Tensor,
         size: int,
     ) -> torch.Tensor:
-        """size x size crops of images `index` at (top[b], left[b]), mirrored where flip[b]."""
+        """size x size crops of images `index` at (top[b], left[b]), mirrored where flip[b].
+        Unchecked, so that the device loader never waits on its device: the offsets must be
+        in 0..H - size and 0..W - size, as draw_crop_flip draws them (crop_flip checks)."""
         height, width, channels, device = self.height, self.width, self.channels, self.device
         rows = self.pixels.as_strided((max(self.pixels.numel() - size + 1, 0), size), (1, 1))
         mirrored = flip.bool()
@@ -57,7 +59,21 @@ def crop_flip(
     """size x size crops of the zero-padded images `padded` (B, C, H, W) at (top[b], left[b]),
     mirrored left-right where flip[b]: torchvision's RandomCrop(padding) then
     RandomHorizontalFlip, for a whole batch in one row copy (see Crops)."""
-    index = torch.arange(len(padded), device=padded.device)
+    if padded.ndim != 4:
+        raise ValueError(f"padded must be a (B, C, H, W) batch, got shape {tuple(padded.shape)}")
+    batch, _, height, width = padded.shape
+    for name, offsets, room in (("top", top, height - size), ("left", left, width - size)):
+        if offsets.shape != (batch,) or offsets.dtype.is_floating_point:
+            raise ValueError(f"{name} must be {batch} integer offsets, got {offsets.dtype} "
+                             f"{tuple(offsets.shape)}")  # fmt: skip
+        if batch and not (room >= 0 and 0 <= int(offsets.min()) <= int(offsets.max()) <= room):
+            raise ValueError(
+                f"{name} offsets must be in 0..{room} for {size}-pixel crops of "
+                f"{height}x{width} images, got {int(offsets.min())}..{int(offsets.max())}"
+            )
+    if flip.shape != (batch,):
+        raise ValueError(f"flip must hold {batch} values, got shape {tuple(flip.shape)}")
+    index = torch.arange(batch, device=padded.device)
     return Crops(padded).crop_flip(index, top, left, flip, size)
 
 
