@@ -316,6 +316,12 @@ def _range_problems(c: TrainConfig) -> dict[str, str]:
     return found
 
 
+def _used(c: TrainConfig, option: str) -> bool:
+    """Whether the config's methods use `option` (see NEEDS)."""
+    needs, values = NEEDS[option]
+    return getattr(c, needs) > 0 if not values else getattr(c, needs) in values
+
+
 def inert_options(c: TrainConfig) -> list[str]:
     """Options set away from their defaults that the chosen methods do not use, as warnings."""
     defaults = TrainConfig()
@@ -323,8 +329,7 @@ def inert_options(c: TrainConfig) -> list[str]:
     for name, (needs, values) in NEEDS.items():
         if getattr(c, name) == getattr(defaults, name):
             continue
-        used = getattr(c, needs) > 0 if not values else getattr(c, needs) in values
-        if not used:
+        if not _used(c, name):
             flag = f"--{needs.replace('_', '-')}"
             wanted = f"{flag} > 0" if not values else f"{flag} {' or '.join(map(str, values))}"
             found.append(
@@ -333,21 +338,22 @@ def inert_options(c: TrainConfig) -> list[str]:
     return found
 
 
-# Fields that say where a run reads and writes and what it is compared with, not what it trains.
-NOT_TRAINING = (
+# Fields that say where a run reads and writes and how it prints, not what it trains.
+PLACE_AND_OUTPUT = (
     "data_root", "download", "out", "overwrite", "quiet", "tensorboard", "save_draws",
-    "published_top1", "source",
 )  # fmt: skip
 
 
-def experiment(c: TrainConfig) -> tuple[dict, str]:
-    """What the run trains, as a mapping equal for two configs exactly when they train the
-    same: every field but NOT_TRAINING, the options its methods do not use at their defaults,
-    and its loss in the simplest form (see losses.simplest_loss); with that form's reason."""
+def experiment(c: TrainConfig) -> tuple[str, str]:
+    """What the run trains, as a key equal for two configs exactly when they train the same
+    (every field but PLACE_AND_OUTPUT and the published figure, the options its methods do
+    not use at their defaults, and its loss in the simplest form: see losses.simplest_loss),
+    with the reason of that form ('' where the loss is already simplest)."""
     defaults = TrainConfig()
-    fields = {k: v for k, v in dataclasses.asdict(c).items() if k not in NOT_TRAINING}
-    for name, (needs, values) in NEEDS.items():
-        if not (getattr(c, needs) > 0 if not values else getattr(c, needs) in values):
+    skipped = {*PLACE_AND_OUTPUT, "published_top1", "source"}
+    fields = {k: v for k, v in dataclasses.asdict(c).items() if k not in skipped}
+    for name in NEEDS:
+        if not _used(c, name):
             fields[name] = getattr(defaults, name)
     loss_fields = {
         option: field
@@ -361,7 +367,7 @@ def experiment(c: TrainConfig) -> tuple[dict, str]:
             fields[field] = getattr(defaults, field)
         fields["loss"] = name
         fields.update({LOSS_OPTIONS[name][option]: v for option, v in simplest.items()})
-    return fields, reason
+    return repr(sorted(fields.items())), reason
 
 
 def divergence_suspects(c: TrainConfig) -> list[str]:

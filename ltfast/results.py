@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ltfast.config import TrainConfig, experiment, from_mapping, load_yaml
+from ltfast.config import PLACE_AND_OUTPUT, TrainConfig, experiment, from_mapping, load_yaml
 from ltfast.report import have_matplotlib, new_figure, save_figure
 from ltfast.run_folder import CONFIG, METRICS, SUMMARY, RunFolder, SweepFolder
 
@@ -37,13 +37,7 @@ SEED_FOLDER = re.compile(r"seed(\d+)(?:-(\w+))?")
 # it and in which numerics, and how it printed. `seed` must equal the folder's; `init_from`
 # names the stage-1 run instead of the stage-1 recipe.
 NOT_THE_RECIPE = {
-    "data_root",
-    "download",
-    "out",
-    "overwrite",
-    "quiet",
-    "tensorboard",
-    "save_draws",
+    *PLACE_AND_OUTPUT,
     "workers",
     "device",
     "precision",
@@ -199,7 +193,7 @@ def same_experiments(results: list[Result]) -> list[str]:
     notes = []
     for result in results:
         trained, reason = experiment(TrainConfig(**result.config()))
-        earlier = first.setdefault((result.group, repr(sorted(trained.items()))), result)
+        earlier = first.setdefault((result.group, trained), result)
         if earlier is not result:
             why = f" ({reason})" if reason else ""
             notes.append(
@@ -238,7 +232,8 @@ def plot(results: list[Result], path: Path) -> Path:
     rows = range(len(results))
     labels = [result.label for result in results]
     for row, result in zip(rows, results, strict=True):
-        summary, published = result.summary(), result.config().get("published_top1")
+        summary, config = result.summary(), result.config()
+        published = config.get("published_top1")
         best, final = (100 * summary[k]["test_top1"] for k in ("best", "final"))
         figures.plot([final, best], [row, row], color="C0", lw=1, alpha=0.5)
         first = row == 0  # the first row names each marker in the legend
@@ -251,7 +246,7 @@ def plot(results: list[Result], path: Path) -> Path:
         )  # fmt: skip
         if published is not None:
             figures.scatter(published, row, marker="x", color="black", zorder=4, label="published")
-        if not result.config().get("init_from"):
+        if not config.get("init_from"):
             records = [r for r in result.metrics() if r.get("test_top1") is not None]
             curves.plot(
                 [r["epoch"] for r in records],

@@ -312,8 +312,7 @@ def check_recipes(recipes: list[Recipe], folder: SweepFolder, plan: dict) -> lis
             except ValueError as error:
                 raise ValueError(f"{recipe.path} with seed {seed}: {error}") from None
             trained, reason = experiment(config)
-            key = repr(sorted(trained.items()))
-            earlier = first.setdefault(key, recipe.name)
+            earlier = first.setdefault(trained, recipe.name)
             if earlier != recipe.name and seed == plan["seeds"][0]:
                 why = f" ({reason})" if reason else ""
                 warnings.append(
