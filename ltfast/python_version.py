@@ -31,6 +31,7 @@ import torchvision.datasets
 
 from ltfast.download import md5sum
 from ltfast.integrity import IntegrityError, write_manifest
+from ltfast.processes import alive
 from ltfast.synthetic import write_records
 
 
@@ -152,18 +153,8 @@ def _remove_stale_scratch(root: Path) -> None:
     a live process's conversion is left alone."""
     for folder in root.glob(f"{SCRATCH}*"):
         pid = folder.name[len(SCRATCH) :].split("-", 1)[0]
-        if folder.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+        if folder.is_dir() and (not pid.isdigit() or not alive(int(pid))):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
 
 
 def _numpy_function(module: str, name: str):

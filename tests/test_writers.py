@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ltfast.processes import alive
 from ltfast.run_folder import LOCK, FolderBusy, FolderLock, RunFolder
 
 TINY = {
@@ -106,7 +107,7 @@ def test_a_sweep_killed_with_sigkill_takes_its_trainings_with_it(tmp_path, data_
     sweep.communicate()
     rerun = start(command)  # at once, while the old training may still be ending
     deadline = time.monotonic() + 60
-    while _alive(trainer):
+    while alive(trainer):
         assert time.monotonic() < deadline, "the training outlived its sweep (an orphan)"
         time.sleep(0.05)
     code, output = finish(rerun)
@@ -114,15 +115,6 @@ def test_a_sweep_killed_with_sigkill_takes_its_trainings_with_it(tmp_path, data_
     assert epochs(run) == [1, 2, 3, 4, 5, 6]
     log = (out / "logs" / "tiny-seed0.log").read_text()
     assert "checkpoint written" in log  # the old training stopped with a checkpoint
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended; only its entry remains
-        return stat.read().split(") ")[-1][0] != "Z"
 
 
 def test_a_resume_while_another_process_writes_the_run_is_refused(tmp_path, trained_run, capsys):
