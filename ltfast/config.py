@@ -65,6 +65,11 @@ class TrainConfig:
     classifier: str = option("linear", "linear, or normed (cosine logits; for --loss ldam)")
     epochs: int = option(200, "training epochs")
     batch_size: int = option(128, "images per step")
+    drop_last: bool = option(
+        False,
+        "drop each epoch's last training batch when it is smaller than --batch-size "
+        "(BagofTricks-LT's DataLoader); otherwise only a last batch of one image is dropped",
+    )
     lr: float = option(0.1, "peak learning rate (SGD)")
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(False, "SGD with Nesterov momentum (BagofTricks-LT's recipes)")
@@ -603,6 +608,7 @@ IDENTITY = (
 # of an epoch under other values would skip or repeat images.
 WITHIN_EPOCH = (
     "batch_size",
+    "drop_last",
     "loader",
     "sampler",
     "sampler_start_epoch",

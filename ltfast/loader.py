@@ -38,7 +38,8 @@ class DeviceLoader:
     The crop and flip draw from a generator seeded with (seed, epoch, stream), and a strong
     `pipeline` from one seeded with (seed, epoch, stream, step), so an epoch's batches are
     reproducible, and the standard pipeline draws what it drew before strong ones existed. A
-    final training batch of one image is dropped (batch norm cannot train on it).
+    final training batch of one image is dropped (batch norm cannot train on it), and with
+    `drop_last` any final training batch smaller than `batch_size` (BagofTricks-LT's loader).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class DeviceLoader:
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
         pipeline: Pipeline | None = None,
+        drop_last: bool = False,
     ):
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(images)
@@ -72,6 +74,7 @@ class DeviceLoader:
         )
         self.targets = torch.as_tensor(targets, dtype=torch.int64).to(self.device)
         self.batch_size, self.augment, self.seed = batch_size, augment, seed
+        self.drop_last = drop_last
         self.normalize = Normalize(self.device, dtype, channels_last)
         self.pipeline = pipeline or Pipeline()
         if self.pipeline.draws and not augment:
@@ -93,7 +96,8 @@ class DeviceLoader:
         bounds = [
             (s, min(s + self.batch_size, len(order))) for s in range(0, len(order), self.batch_size)
         ]
-        if self.augment and bounds and bounds[-1][1] - bounds[-1][0] < 2:
+        smallest = self.batch_size if self.drop_last else 2
+        if self.augment and bounds and bounds[-1][1] - bounds[-1][0] < smallest:
             bounds.pop()
         at_once = STEPS_AT_ONCE if self.pipeline.draws else 1
         for first in range(0, len(bounds), at_once):
@@ -158,7 +162,7 @@ class TorchLoader:
     """A torch DataLoader over an ltfast Dataset with torchvision transforms, for comparison.
 
     Its augmentation draws from torch's global generator in the workers, so unlike
-    DeviceLoader it is not reproducible epoch by epoch.
+    DeviceLoader it is not reproducible epoch by epoch. `drop_last` as DeviceLoader's.
     """
 
     def __init__(
@@ -171,6 +175,7 @@ class TorchLoader:
         channels_last: bool = False,
         subset: Sequence[int] | None = None,
         pipeline: Pipeline | None = None,
+        drop_last: bool = False,
     ):
         transformed = copy.copy(dataset)
         transformed.output = "tensor"
@@ -179,6 +184,7 @@ class TorchLoader:
             transformed if subset is None else Subset(transformed, subset)
         )
         self.batch_size, self.workers, self.augment = batch_size, workers, augment
+        self.drop_last = drop_last and augment
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._loaders: dict[int, DataLoader] = {}
@@ -195,7 +201,7 @@ class TorchLoader:
                 num_workers=self.workers,
                 persistent_workers=self.workers > 0,
                 pin_memory=self.device.type == "cuda",
-                drop_last=False,
+                drop_last=self.drop_last,
             )
         return self._loaders[key]
 

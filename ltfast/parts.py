@@ -129,6 +129,7 @@ def make_train_loader(config: TrainConfig, train: CIFAR10, device) -> DeviceLoad
             config.workers,
             computes.channels_last,
             pipeline=pipeline,
+            drop_last=config.drop_last,
         )
     return DeviceLoader(
         *train.tensors(),
@@ -139,6 +140,7 @@ def make_train_loader(config: TrainConfig, train: CIFAR10, device) -> DeviceLoad
         dtype=computes.batch_dtype,
         channels_last=computes.channels_last,
         pipeline=pipeline,
+        drop_last=config.drop_last,
     )
 
 

@@ -114,6 +114,19 @@ def test_device_loader_serves_the_samplers_indices():
     assert not torch.equal(first[0], other[0])
 
 
+def test_drop_last_leaves_the_earlier_batches_and_their_draws_as_they_were():
+    images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8)
+    targets = np.arange(300) % 3
+    sampler = ClassBalancedSampler(targets, num_samples=300, seed=1)
+    common = dict(batch_size=64, device="cpu", augment=True, seed=2)
+    kept = list(DeviceLoader(images, targets, **common).batches(sampler, epoch=1))
+    dropped = list(DeviceLoader(images, targets, **common, drop_last=True).batches(sampler, 1))
+    assert [len(y) for _, y in kept] == [64, 64, 64, 64, 44]
+    assert len(dropped) == 4
+    for (x, y), (x2, y2) in zip(kept, dropped, strict=False):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
 def test_device_loader_bf16_channels_last_output_equals_the_float32_output():
     """What the loader hands a CUDA model under --amp, checked on the CPU."""
     images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)

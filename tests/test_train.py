@@ -18,6 +18,7 @@ import ltfast.numerics
 import ltfast.train
 from ltfast import checkpoint
 from ltfast.config import TrainConfig, resolve
+from ltfast.parts import load_data, make_train_loader
 from ltfast.schedules import LR_SCHEDULES, SamplingSchedule, lr_factor
 from ltfast.train import main
 
@@ -98,6 +99,22 @@ def test_tricks_and_the_torch_loader_run(tmp_path, data_root):
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["sampler"] for r in records] == ["ShuffleSampler", "ProgressiveBalancedSampler"]
     np.testing.assert_allclose(records[1]["class_probabilities"], [0.1] * 10)  # t/T = 1/1
+
+
+@pytest.mark.parametrize("loader", ["device", "torch"])
+def test_drop_last_drops_the_short_final_batch_as_bagoftricks_loader_does(data_root, loader):
+    flags = {"dataset": "synthetic", "synthetic_size": 100, "imb_factor": 0.1, "batch_size": 64}
+    flags |= {"data_root": str(data_root), "loader": loader, "workers": 0}
+    train, _ = load_data(resolve(flags))
+    assert len(train) == 403  # 6 batches of 64 and one of 19
+
+    def sizes(drop_last: bool) -> list[int]:
+        config = resolve({**flags, "drop_last": drop_last})
+        batches = make_train_loader(config, train, torch.device("cpu")).batches(None, epoch=0)
+        return [len(labels) for _, labels in batches]
+
+    assert sizes(False) == [64] * 6 + [19]
+    assert sizes(True) == [64] * 6
 
 
 def test_existing_run_is_not_overwritten(tmp_path, data_root, capsys):
