@@ -138,7 +138,9 @@ class TrainConfig:
         "instance", "instance (shuffle), sqrt, class or pb (progressive-balanced)"
     )
     sampler_start_epoch: int = option(
-        0, "instance sampling before this epoch (deferred re-sampling)"
+        0,
+        "instance sampling before this epoch (deferred re-sampling; a progressive-balanced "
+        "schedule still counts t over the whole run, as BagofTricks-LT's DRS-PB)",
     )
     pb_convention: str = option("t/T", "progressive-balanced schedule: t/T or (t-1)/(T-1)")
     # loss-side methods (SPEC section 7)
@@ -571,12 +573,8 @@ def problems(config: TrainConfig, writing: bool = True) -> list[str]:
     size = _size_problem(c)
     if size is not None:
         checks[size[0]] = size[1]
-    if (
-        c.sampler == "pb"
-        and c.pb_convention == "(t-1)/(T-1)"
-        and c.epochs - c.sampler_start_epoch < 2
-    ):
-        checks["pb_convention"] = "(t-1)/(T-1) needs at least 2 progressive-balanced epochs"
+    if c.sampler == "pb" and c.pb_convention == "(t-1)/(T-1)" and c.epochs < 2:
+        checks["pb_convention"] = "(t-1)/(T-1) needs at least 2 epochs (T is --epochs)"
     if c.lr_schedule in ("cosine", "cosine_shifted") and c.warmup_epochs >= c.epochs:
         checks["warmup_epochs"] = f"must be below epochs ({c.epochs}) for a cosine schedule"
     checks.update(_method_problems(c))

@@ -94,39 +94,40 @@ LR_SCHEDULES.register("paco")(
 )
 
 
-# A sampler builder: (targets, num_classes, epochs it runs, config, rank's world) -> the
-# sampler, or None for plain instance sampling.
+# A sampler builder: (targets, num_classes, config, rank's world) -> the sampler, or None for
+# plain instance sampling.
 SamplerBuilder = Callable[..., ClassBalancedSampler | ProgressiveBalancedSampler | None]
 SAMPLERS: Registry[SamplerBuilder] = Registry("sampler")
 
 
 @SAMPLERS.register("instance")
-def _instance(targets, num_classes, epochs, config, **world) -> None:
+def _instance(targets, num_classes, config, **world) -> None:
     return None
 
 
 @SAMPLERS.register("sqrt")
-def _square_root(targets, num_classes, epochs, config, **world) -> ClassBalancedSampler:
+def _square_root(targets, num_classes, config, **world) -> ClassBalancedSampler:
     return ClassBalancedSampler(targets, 0.5, num_classes=num_classes, **world)
 
 
 @SAMPLERS.register("class")
-def _class_balanced(targets, num_classes, epochs, config, **world) -> ClassBalancedSampler:
+def _class_balanced(targets, num_classes, config, **world) -> ClassBalancedSampler:
     return ClassBalancedSampler(targets, 0.0, num_classes=num_classes, **world)
 
 
 @SAMPLERS.register("pb")
-def _progressive(targets, num_classes, epochs, config, **world) -> ProgressiveBalancedSampler:
+def _progressive(targets, num_classes, config, **world) -> ProgressiveBalancedSampler:
     return ProgressiveBalancedSampler(
-        targets, epochs, config.pb_convention, num_classes=num_classes, **world
+        targets, config.epochs, config.pb_convention, num_classes=num_classes, **world
     )
 
 
 class SamplingSchedule:
     """Instance sampling (a shuffle) before `sampler_start_epoch`, the chosen sampler after.
 
-    A progressive-balanced sampler runs over the epochs after the switch, so with a switch at
-    E its schedule starts at t = 1 in epoch E.
+    A progressive-balanced sampler counts t over the whole run, not from the switch: deferred
+    at epoch 160 of 200 it starts at t/T = 161/200, as BagofTricks-LT's DRS-PB does (its
+    dataset's `update` mixes with epoch / MAX_EPOCH whatever START_EPOCH is).
     """
 
     def __init__(
@@ -141,17 +142,14 @@ class SamplingSchedule:
         self.counts = np.bincount(np.asarray(targets), minlength=num_classes)
         self.instance = ShuffleSampler(len(targets), **world)
         self.start = config.sampler_start_epoch
-        self.chosen = SAMPLERS[config.sampler](
-            targets, num_classes, config.epochs - self.start, config, **world
-        )
+        self.chosen = SAMPLERS[config.sampler](targets, num_classes, config, **world)
 
     def sampler(self, epoch: int) -> EpochSampler:
         """The sampler of `epoch`, already set to it."""
         if self.chosen is None or epoch < self.start:
             self.instance.set_epoch(epoch)
             return self.instance
-        local = epoch - self.start if isinstance(self.chosen, ProgressiveBalancedSampler) else epoch
-        self.chosen.set_epoch(local)
+        self.chosen.set_epoch(epoch)
         return self.chosen
 
     def class_probabilities(self, epoch: int) -> np.ndarray:

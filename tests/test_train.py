@@ -98,7 +98,7 @@ def test_tricks_and_the_torch_loader_run(tmp_path, data_root):
     assert np.isfinite(summary["final"]["train_loss"])
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["sampler"] for r in records] == ["ShuffleSampler", "ProgressiveBalancedSampler"]
-    np.testing.assert_allclose(records[1]["class_probabilities"], [0.1] * 10)  # t/T = 1/1
+    np.testing.assert_allclose(records[1]["class_probabilities"], [0.1] * 10)  # t/T = 2/2
 
 
 @pytest.mark.parametrize("loader", ["device", "torch"])
@@ -233,13 +233,14 @@ def test_the_paco_schedule_is_its_code():
     assert (ours[320], ours[321], ours[360], ours[361]) == pytest.approx((0.05, 5e-3, 5e-3, 5e-4))
 
 
-def test_deferred_progressive_sampling_starts_at_t_equals_one():
+def test_deferred_progressive_sampling_counts_t_over_the_whole_run():
+    """BagofTricks-LT's DRS-PB: progress_p = e/E (1-based epoch e) once the switch is past."""
     config = TrainConfig(epochs=10, sampler="pb", sampler_start_epoch=6)
     targets = np.repeat(np.arange(3), [30, 10, 5])
     schedule = SamplingSchedule(config, targets, 3)
     np.testing.assert_allclose(schedule.class_probabilities(5), [30 / 45, 10 / 45, 5 / 45])
     counts = np.array([30, 10, 5])
-    expected = 0.75 * counts / 45 + 0.25 / 3  # epoch 6 is t = 1 of T = 4
+    expected = 0.3 * counts / 45 + 0.7 / 3  # epoch 6 (0-based) is e = 7 of E = 10
     np.testing.assert_allclose(schedule.class_probabilities(6), expected)
     np.testing.assert_allclose(schedule.class_probabilities(9), [1 / 3] * 3)
 
