@@ -42,6 +42,9 @@ def pick_device(name: str, world: World) -> torch.device:
         )
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)
+    elif device.type == "cuda" and device.index is None:
+        # torch.cuda.set_device refuses an index-less device (torch 2.11, seen on an H200)
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

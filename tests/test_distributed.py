@@ -17,7 +17,7 @@ import yaml
 
 from ltfast import checkpoint
 from ltfast.config import TrainConfig
-from ltfast.distributed import World
+from ltfast.distributed import World, pick_device
 from ltfast.losses import ClassLoss
 from ltfast.parts import load_data
 from ltfast.schedules import SamplingSchedule
@@ -128,3 +128,17 @@ def test_a_stage2_under_torchrun_changes_the_classifier_and_statistics_alone(ddp
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     statistics = {k for k in before if k.endswith(("running_mean", "running_var", "tracked"))}
     assert changed == statistics | {"classifier.weight", "classifier.bias"}
+
+
+def test_a_gpu_without_an_index_becomes_the_current_one(monkeypatch):
+    """torch.cuda.set_device refuses torch.device("cuda") (torch 2.11 on an H200: "Expected a
+    torch.device with a specified index"), so --device cuda resolves to the current GPU, and
+    under torchrun to the rank's own."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert pick_device("cuda", World()) == torch.device("cuda", 1)
+    assert pick_device("auto", World()) == torch.device("cuda", 1)
+    assert pick_device("cuda:0", World()) == torch.device("cuda", 0)
+    assert pick_device("cuda", World(1, 2, 0)) == torch.device("cuda", 0)
+    assert pick_device("cpu", World()) == torch.device("cpu")
