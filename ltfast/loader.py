@@ -32,6 +32,15 @@ STEPS_AT_ONCE = 8
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def images_per_pass(count: int, batch_size: int, augment: bool, drop_last: bool) -> int:
+    """The images of a pass over `count` indices that are trained on: a training pass drops a
+    last batch of one image (batch norm cannot train on it), or with `drop_last` any last batch
+    short of `batch_size`; an evaluation pass keeps every image."""
+    last = count % batch_size
+    smallest = batch_size if drop_last else 2
+    return count - last if augment and 0 < last < smallest else count
+
+
 class DeviceLoader:
     """Batches of `images` (N, 3, 32, 32) uint8 gathered and augmented on `device`.
 
@@ -80,6 +89,10 @@ class DeviceLoader:
         if self.pipeline.draws and not augment:
             raise ValueError("a strong pipeline needs augment=True (it follows crop and flip)")
 
+    def images_per_pass(self, count: int) -> int:
+        """How many of a pass's `count` indices its batches hold (for progress bars)."""
+        return images_per_pass(count, self.batch_size, self.augment, self.drop_last)
+
     def batches(
         self, sampler: EpochSampler | None = None, epoch: int = 0, stream: int = AUGMENT
     ) -> Iterator[Batch]:
@@ -93,12 +106,8 @@ class DeviceLoader:
             )
         generator = torch.Generator(device=self.device)
         generator.manual_seed(derive_seed(self.seed, epoch, stream))
-        bounds = [
-            (s, min(s + self.batch_size, len(order))) for s in range(0, len(order), self.batch_size)
-        ]
-        smallest = self.batch_size if self.drop_last else 2
-        if self.augment and bounds and bounds[-1][1] - bounds[-1][0] < smallest:
-            bounds.pop()
+        kept = self.images_per_pass(len(order))
+        bounds = [(s, min(s + self.batch_size, kept)) for s in range(0, kept, self.batch_size)]
         at_once = STEPS_AT_ONCE if self.pipeline.draws else 1
         for first in range(0, len(bounds), at_once):
             steps = bounds[first : first + at_once]
@@ -204,6 +213,9 @@ class TorchLoader:
                 drop_last=self.drop_last,
             )
         return self._loaders[key]
+
+    def images_per_pass(self, count: int) -> int:
+        return images_per_pass(count, self.batch_size, self.augment, self.drop_last)
 
     def batches(
         self, sampler: Sampler | None = None, epoch: int = 0, stream: int = AUGMENT

@@ -173,7 +173,7 @@ class Trainer:
         loss_of.set_epoch(epoch)
         self.save_draw(sampler)
         bar = tqdm(
-            total=len(sampler) * self.world.size,
+            total=self.train_loader.images_per_pass(len(sampler)) * self.world.size,
             initial=self.seen,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             unit="img",

@@ -123,6 +123,8 @@ def test_drop_last_leaves_the_earlier_batches_and_their_draws_as_they_were():
     dropped = list(DeviceLoader(images, targets, **common, drop_last=True).batches(sampler, 1))
     assert [len(y) for _, y in kept] == [64, 64, 64, 64, 44]
     assert len(dropped) == 4
+    plain = DeviceLoader(images, targets, **common)
+    assert (plain.images_per_pass(257), plain.images_per_pass(300)) == (256, 300)
     for (x, y), (x2, y2) in zip(kept, dropped, strict=False):
         assert torch.equal(x, x2) and torch.equal(y, y2)
 

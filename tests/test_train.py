@@ -110,8 +110,10 @@ def test_drop_last_drops_the_short_final_batch_as_bagoftricks_loader_does(data_r
 
     def sizes(drop_last: bool) -> list[int]:
         config = resolve({**flags, "drop_last": drop_last})
-        batches = make_train_loader(config, train, torch.device("cpu")).batches(None, epoch=0)
-        return [len(labels) for _, labels in batches]
+        loader = make_train_loader(config, train, torch.device("cpu"))
+        sizes = [len(labels) for _, labels in loader.batches(None, epoch=0)]
+        assert loader.images_per_pass(len(train)) == sum(sizes)  # the progress bar's total
+        return sizes
 
     assert sizes(False) == [64] * 6 + [19]
     assert sizes(True) == [64] * 6
