@@ -35,7 +35,8 @@ check() {  # check NAME COMMAND...
 train() { python -m ltfast.train "${common[@]}" --precision bf16 "$@"; }
 
 resume_on_cuda() {
-  train --epochs 2 --out "$out/resume" && python -m ltfast.train --resume "$out/resume" --epochs 3 --quiet
+  train --epochs 2 --out "$out/resume" &&
+    python -m ltfast.train --resume "$out/resume" --epochs 3 --quiet
 }
 
 if [[ $part == all || $part == checks ]]; then
