@@ -1,14 +1,15 @@
 """The results tree: finished full-length runs kept as evidence, and the table that sets them
 beside the published figures.
 
-    python -m ltfast.results add SWEEP_DIR [--suffix float32] [--results results]
+    python -m ltfast.results add SWEEP_DIR [--suffix float32] [--recipe NAME] [--results results]
     python -m ltfast.results table [--results results] [--configs configs] [--readme README.md]
         [--plots docs/results]
 
 `results/<group>/<recipe>/seed<S>[-<suffix>]/` holds a run's `config.yaml`, `metrics.jsonl`
 and `summary.json`, never its checkpoints; `<group>/<recipe>` names the recipe it was trained
-with, `configs/<group>/<recipe>.yaml`. `add` copies the finished runs of a sweep there (a
-file that is already there with other contents is refused unless --overwrite). `table` prints
+with, `configs/<group>/<recipe>.yaml`. `add` copies the finished runs of a sweep there (or
+those of the recipes named with --recipe; if a file is already there with other contents,
+nothing is copied unless --overwrite). `table` prints
 the comparison (and with --readme rewrites it in place between the two markers below), with a
 note under it for two results of one experiment (see ltfast.config.experiment); `--plots`
 writes (or replaces) one figure per group, `<group>.png`; and
@@ -92,44 +93,58 @@ def find_results(root: Path) -> list[Result]:
 # ----- adding a sweep's runs ------------------------------------------------------------------
 
 
-def add_sweep(sweep: Path, results: Path, suffix: str = "", overwrite: bool = False) -> list[Path]:
-    """Copies the finished runs of the sweep in `sweep` into `results`; returns their folders.
-    Each recipe's group is the name of the folder its config came from (configs/cifar10_lt)."""
+def add_sweep(
+    sweep: Path,
+    results: Path,
+    suffix: str = "",
+    overwrite: bool = False,
+    recipes: list[str] | None = None,
+) -> list[Path]:
+    """Copies the finished runs of the sweep in `sweep` (of `recipes` only, when given) into
+    `results`; returns their folders. Each recipe's group is the name of the folder its config
+    came from (configs/cifar10_lt). Nothing is copied if any target holds another run."""
     if suffix and not re.fullmatch(r"\w+", suffix):
         raise ResultsError(f"--suffix must be letters, digits or _, got {suffix!r}")
     folder = SweepFolder(sweep)
     if not folder.is_sweep():
         raise ResultsError(f"{sweep} is not an ltfast sweep folder (no ltfast-sweep.json)")
     plan = folder.read_plan()
-    added = []
+    names = [config["name"] for config in plan["configs"]]
+    unknown = sorted(set(recipes or ()) - set(names))
+    if unknown:
+        raise ResultsError(f"{sweep} has no recipe {', '.join(unknown)}; its recipes: {names}")
+    copies = []
     for config in plan["configs"]:
+        if recipes and config["name"] not in recipes:
+            continue
         group = Path(config["path"]).parent.name
         for seed in plan["seeds"]:
             run = RunFolder(folder.run(config["name"], seed))
             if not run.file(SUMMARY).is_file():
                 continue  # not finished
             name = f"seed{seed}" + (f"-{suffix}" if suffix else "")
-            target = Path(results) / group / config["name"] / name
-            _copy_result(run, target, overwrite)
-            added.append(target)
-    return added
+            copies.append((run, Path(results) / group / config["name"] / name))
+    if not overwrite:
+        for run, target in copies:
+            _refuse_clashes(run, target)
+    for run, target in copies:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_FILES:
+            (target / name).write_bytes(run.file(name).read_bytes())
+    return [target for _, target in copies]
 
 
-def _copy_result(run: RunFolder, target: Path, overwrite: bool) -> None:
-    texts = {name: run.file(name).read_bytes() for name in RESULT_FILES}
+def _refuse_clashes(run: RunFolder, target: Path) -> None:
     clashes = [
         name
-        for name, text in texts.items()
-        if (target / name).is_file() and (target / name).read_bytes() != text
+        for name in RESULT_FILES
+        if (target / name).is_file() and (target / name).read_bytes() != run.file(name).read_bytes()
     ]
-    if clashes and not overwrite:
+    if clashes:
         raise ResultsError(
             f"{target} already holds another run's {', '.join(clashes)}; pass --overwrite to "
             f"replace them"
         )
-    target.mkdir(parents=True, exist_ok=True)
-    for name, text in texts.items():
-        (target / name).write_bytes(text)
 
 
 # ----- recipes ----------------------------------------------------------------------------
@@ -287,6 +302,13 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("sweep", type=Path, help="sweep folder (python -m ltfast.sweep --out)")
     add.add_argument("--suffix", default="", help="a variant's name, e.g. float32")
     add.add_argument("--overwrite", action="store_true", help="replace differing results")
+    add.add_argument(
+        "--recipe",
+        action="append",
+        dest="recipes",
+        metavar="NAME",
+        help="add only this recipe's runs (repeatable; default: every finished run)",
+    )
     show = commands.add_parser("table", help="print the table (and rewrite it in --readme)")
     show.add_argument("--configs", type=Path, default=Path("configs"), help="recipes folder")
     show.add_argument("--readme", type=Path, help="rewrite the table between its markers here")
@@ -299,7 +321,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if namespace.command == "add":
             for folder in add_sweep(
-                namespace.sweep, namespace.results, namespace.suffix, namespace.overwrite
+                namespace.sweep,
+                namespace.results,
+                namespace.suffix,
+                namespace.overwrite,
+                namespace.recipes,
             ):
                 print(folder)
             return

@@ -76,6 +76,28 @@ def test_a_sweep_is_added_with_its_small_files_only(tmp_path, sweep):
     assert "wall_s_edited" not in summary.read_text()
 
 
+def test_a_clash_anywhere_copies_nothing(tmp_path, sweep):
+    out, _ = sweep
+    crt = tmp_path / "tiny_lt/crt/seed0"
+    crt.mkdir(parents=True)
+    (crt / "summary.json").write_text("{}")  # another run's result, under the second recipe
+    with pytest.raises(ResultsError, match=r"crt/seed0 already holds another run's summary"):
+        add_sweep(out, tmp_path)
+    assert not (tmp_path / "tiny_lt/ce").exists()  # the first recipe was not copied either
+    assert (crt / "summary.json").read_text() == "{}"
+
+
+def test_recipes_picks_the_runs_to_add(tmp_path, sweep):
+    out, _ = sweep
+    assert add_sweep(out, tmp_path, recipes=["crt"]) == [tmp_path / "tiny_lt/crt/seed0"]
+    assert not (tmp_path / "tiny_lt/ce").exists()
+    options = ["--recipe", "ce", "--suffix", "rerun", "--results", str(tmp_path)]
+    results_main(["add", str(out), *options])
+    assert [r.label for r in find_results(tmp_path)] == ["ce (rerun)", "crt"]
+    with pytest.raises(ResultsError, match=r"has no recipe mixup; its recipes: \['ce', 'crt'\]"):
+        add_sweep(out, tmp_path, recipes=["mixup", "ce"])
+
+
 def test_a_variant_gets_its_own_folder(tmp_path, sweep):
     added = add_sweep(sweep[0], tmp_path, suffix="float32")
     assert [p.name for p in added] == ["seed0-float32"] * 2
