@@ -203,18 +203,26 @@ def table_row(result: Result) -> str:
 
 def same_experiments(results: list[Result]) -> list[str]:
     """A note for each result that trained the same experiment as an earlier one of its group
-    (see ltfast.config.experiment): one training compared with two published figures."""
+    (see ltfast.config.experiment): a rerun of one recipe, or one training under two recipes
+    compared with two published figures."""
     first: dict[tuple[str, str], Result] = {}
     notes = []
     for result in results:
         trained, reason = experiment(TrainConfig(**result.config()))
         earlier = first.setdefault((result.group, trained), result)
-        if earlier is not result:
-            why = f" ({reason})" if reason else ""
+        if earlier is result:
+            continue
+        if earlier.recipe == result.recipe:
             notes.append(
-                f"{result.label} trained the same experiment as {earlier.label}{why}: the two "
-                f"rows are two runs of one training, compared with two published figures."
+                f"{result.label} repeats the training of {earlier.label}: the two rows differ "
+                f"only in where and how it ran."
             )
+            continue
+        why = f" ({reason})" if reason else ""
+        notes.append(
+            f"{result.label} trained the same experiment as {earlier.label}{why}: the two "
+            f"rows are two runs of one training, compared with two published figures."
+        )
     return notes
 
 

@@ -94,6 +94,11 @@ def test_recipes_picks_the_runs_to_add(tmp_path, sweep):
     options = ["--recipe", "ce", "--suffix", "rerun", "--results", str(tmp_path)]
     results_main(["add", str(out), *options])
     assert [r.label for r in find_results(tmp_path)] == ["ce (rerun)", "crt"]
+    add_sweep(out, tmp_path, recipes=["ce"])
+    notes = [line for line in table(find_results(tmp_path)).splitlines() if "ce (rerun)" in line]
+    assert notes[1:] == [
+        "ce (rerun) repeats the training of ce: the two rows differ only in where and how it ran."
+    ]
     with pytest.raises(ResultsError, match=r"has no recipe mixup; its recipes: \['ce', 'crt'\]"):
         add_sweep(out, tmp_path, recipes=["mixup", "ce"])
 
