@@ -190,9 +190,11 @@ def table_row(result: Result) -> str:
     # The epochs' own times add up across resumes (a resumed process's wall_s does not).
     wall = sum(record["epoch_s"] for record in metrics)
     machine = summary.get("machine", summary["device"])
+    # The summary's numerics predate --compile, whose fused kernels round differently: say so.
+    compiled = "torch.compile" if config.get("compile") else None
     how = ", ".join(
         part
-        for part in (summary.get("numerics"), f"{summary.get('threads', '?')} thread(s)")
+        for part in (summary.get("numerics"), compiled, f"{summary.get('threads', '?')} thread(s)")
         if part
     )
     return (

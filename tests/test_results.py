@@ -128,6 +128,18 @@ def test_the_table_sets_each_run_beside_its_published_figure(tmp_path, sweep):
     assert "| - | " in crt_row  # no published figure, no gap
 
 
+def test_the_table_says_which_run_was_compiled(tmp_path, sweep):
+    add_sweep(sweep[0], tmp_path)
+    config_file = tmp_path / "tiny_lt/ce/seed0/config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    assert "torch.compile" not in table(find_results(tmp_path))
+    config_file.write_text(yaml.safe_dump({**config, "compile": True}))
+    ce_row = next(
+        line for line in table(find_results(tmp_path)).splitlines() if line.startswith("| ce |")
+    )
+    assert "float32, channels_last, torch.compile, " in ce_row
+
+
 def test_the_table_notes_two_results_of_one_experiment(tmp_path, sweep):
     add_sweep(sweep[0], tmp_path)
     ce = tmp_path / "tiny_lt/ce/seed0"
