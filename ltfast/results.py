@@ -190,13 +190,11 @@ def table_row(result: Result) -> str:
     # The epochs' own times add up across resumes (a resumed process's wall_s does not).
     wall = sum(record["epoch_s"] for record in metrics)
     machine = summary.get("machine", summary["device"])
-    # The summary's numerics predate --compile, whose fused kernels round differently: say so.
-    compiled = "torch.compile" if config.get("compile") else None
-    how = ", ".join(
-        part
-        for part in (summary.get("numerics"), compiled, f"{summary.get('threads', '?')} thread(s)")
-        if part
-    )
+    # The summary's numerics name precision and layout; --compile's fused kernels round
+    # otherwise again, so a compiled run says so too.
+    compiled = "torch.compile" if config.get("compile") else ""
+    threads = f"{summary.get('threads', '?')} thread(s)"
+    how = ", ".join(part for part in (summary.get("numerics"), compiled, threads) if part)
     return (
         f"| {result.label} | {published_cell} | {final_top1:.2f} (ep {final['epoch']}) | "
         f"{best_top1:.2f} (ep {best['epoch']}) | {gap} | {_hours(wall)}, {machine}, {how} |"
