@@ -181,6 +181,13 @@ RecordReader::RecordReader(const std::vector<std::filesystem::path>& paths, int 
     if (paths.empty()) throw std::invalid_argument("RecordReader needs at least one file");
     files_.reserve(paths.size());
     for (const auto& path : paths) {
+        // std::filesystem::absolute("") fails with a bare "cannot make absolute path".
+        if (path.empty()) {
+            throw std::invalid_argument("RecordReader: path " +
+                                        std::to_string(files_.size() + 1) + " of " +
+                                        std::to_string(paths.size()) +
+                                        " is empty; expected a CIFAR binary file");
+        }
         // Absolute: a reader pickled to a worker with another working directory still
         // finds its files.
         files_.emplace_back(std::filesystem::absolute(path));

@@ -458,8 +458,10 @@ def _stage_problems(c: TrainConfig) -> dict[str, str]:
             f"RUN_DIR"
         )
     if c.init_from and c.out.strip():
-        start, out = Path(c.init_from).expanduser().resolve(), Path(c.out).expanduser().resolve()
-        if out == (start.parent if start.is_file() else start):
+        start, out = _resolved(c.init_from), _resolved(c.out)
+        if start is None:
+            found["init_from"] = f"{c.init_from} is a symlink loop: pass the run folder itself"
+        elif out is not None and out == (start.parent if start.is_file() else start):
             found["init_from"] = (
                 f"{c.init_from} is in --out {c.out}: the new run would replace the stage-1 run "
                 f"it starts from. Choose another --out"
@@ -467,6 +469,15 @@ def _stage_problems(c: TrainConfig) -> dict[str, str]:
     if c.shift_bn and c.stage2 == "none":
         found["shift_bn"] = "--shift-bn applies to a frozen backbone: it needs --stage2"
     return found
+
+
+def _resolved(path: str) -> Path | None:
+    """The absolute path with its symlinks followed, or None for a symlink loop (which
+    Path.resolve raises as RuntimeError; --out's own check names it)."""
+    try:
+        return Path(path).expanduser().resolve()
+    except RuntimeError:
+        return None
 
 
 def problems(config: TrainConfig, writing: bool = True) -> list[str]:

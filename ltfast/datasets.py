@@ -12,7 +12,13 @@ cannot change the dataset.
 `root` may hold the binary version (`cifar-10-batches-bin/`, `cifar-100-binary/`), read
 directly, or torchvision's python version (`cifar-10-batches-py/`, `cifar-100-python/`),
 converted once into the binary version beside it (ltfast.python_version). Files are
-md5-checked once per version (ltfast.integrity); `check_integrity=False` skips it.
+md5-checked once per version (ltfast.integrity), each through this module's
+`check_integrity`, the name torchvision's test harness patches; `check_integrity=False` skips
+the checks.
+
+`torchvision.datasets.wrap_dataset_for_transforms_v2` wraps these datasets as it wraps its own
+CIFAR classes (an item passes through unchanged, then the transforms): ltfast adds its base
+class to torchvision's table of wrappers, under torchvision's CIFAR-10 factory.
 """
 
 from __future__ import annotations
@@ -23,14 +29,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
 from torchvision.datasets import VisionDataset
+from torchvision.datasets.vision import StandardTransform
+from torchvision.tv_tensors._dataset_wrapper import WRAPPER_FACTORIES
 
 from _ltfast import RecordReader
 from ltfast.download import download_and_extract
-from ltfast.integrity import IntegrityError, verify, write_manifest
+from ltfast.integrity import IntegrityError, check_integrity, verify, write_manifest
 from ltfast.kernels import class_counts
 from ltfast.longtail import SUBSETS, check_imbalance, long_tail_subset
+from ltfast.provenance import data_digests
 from ltfast.python_version import ConversionError, convert, python_folder
 
 OUTPUTS = ("pil", "tensor")
@@ -71,7 +81,6 @@ class CIFAR10(VisionDataset):
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
         super().__init__(Path(root).expanduser(), transforms, transform, target_transform)
-        self.joint_transforms = transforms
         self.train, self.output, self.check_integrity = train, output, check_integrity
         if download and not self._intact():
             download_and_extract(self.url, self.root, self.filename, self.tgz_md5, self.base_folder)
@@ -113,27 +122,41 @@ class CIFAR10(VisionDataset):
     def _open(self) -> RecordReader:
         """The reader of this split's files: converted from torchvision's python version
         first if that is all `root` holds, and md5-checked unless check_integrity=False."""
-        if not self.folder.exists() and python_folder(self.root, self.base_folder).is_dir():
+        python = python_folder(self.root, self.base_folder)
+        if _absent_or_empty(self.folder) and python.is_dir():
+            md5_check = check_integrity if self.check_integrity else None
             try:
-                convert(self.root, self.base_folder, self.check_integrity)
+                convert(self.root, self.base_folder, md5_check)
             except (IntegrityError, ConversionError) as error:
                 raise DatasetError(str(error)) from None
         needed = [*self._paths(), self.folder / self.meta_file]
         missing = [str(p) for p in needed if not p.is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"{type(self).__name__} data not found: missing {', '.join(missing)}. Pass "
-                f"download=True to fetch {self.url}, unpack that archive into {self.root}, or "
-                f"point root at a folder holding torchvision's "
-                f"{python_folder(self.root, self.base_folder).name}/"
-            )
+            raise FileNotFoundError(self._not_found(missing, python))
         try:  # the reader's size and label checks name the common damage most precisely
             reader = RecordReader(self._paths(), label_bytes=self.label_bytes)
-            if self.check_integrity:
-                verify(self._paths())
+            if self.check_integrity and not all(check_integrity(p) for p in self._paths()):
+                verify(self._paths())  # names the file
         except ValueError as error:  # IntegrityError is one
             raise self._damaged(str(error)) from error
         return reader
+
+    def _not_found(self, missing: list[str], python: Path) -> str:
+        found = f"{type(self).__name__} data not found: missing {', '.join(missing)}"
+        if python.is_dir():  # the folder holds something, so the conversion did not run
+            return (
+                f"{found}. {python} (torchvision's python version) is converted only into a "
+                f"folder that is absent or empty, and {self.folder} holds other files: move it "
+                f"away and ltfast converts {python.name}/ into it"
+            )
+        return (
+            f"{found}. Pass download=True to fetch {self.url}, unpack that archive into "
+            f"{self.root}, or point root at a folder holding torchvision's {python.name}/"
+        )
+
+    def digests(self) -> dict[str, str]:
+        """The md5 of each file this split reads, for a run's provenance."""
+        return data_digests([*self._paths(), self.folder / self.meta_file], self.check_integrity)
 
     def _damaged(self, what: str) -> DatasetError:
         return DatasetError(
@@ -173,9 +196,10 @@ class CIFAR10(VisionDataset):
 
     def _item(self, image: Any, target: int) -> tuple[Any, Any]:
         # As torchvision's CIFAR10: `transform` and `target_transform` are read at each item,
-        # so setting them after construction works; a joint `transforms` replaces both.
-        if self.joint_transforms is not None:
-            return self.joint_transforms(image, target)
+        # so setting them after construction works; a joint `transforms` replaces both (as in
+        # VisionDataset, whose `transforms` otherwise wraps the two, read too early to use).
+        if self.transforms is not None and not isinstance(self.transforms, StandardTransform):
+            return self.transforms(image, target)
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:
@@ -248,8 +272,31 @@ class CIFAR100(CIFAR10):
     def _labels(self, reader: RecordReader) -> np.ndarray:
         return reader.labels if self.label == "fine" else reader.coarse_labels
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}\nLabels: {self.label}"
+    def _open(self) -> RecordReader:
+        try:
+            return super()._open()
+        except FileNotFoundError:
+            fine = self.folder / "fine_label_names.txt"
+            if self.label == "coarse" and fine.is_file():
+                raise DatasetError(
+                    f"{self.folder} has no coarse labels: it was converted from a python version "
+                    f"whose pickles hold only the fine ones (all torchvision reads). "
+                    f"label='coarse' needs the official cifar-100-python/ or binary archive"
+                ) from None
+            raise
+
+    def extra_repr(self) -> str:  # torchvision's, with the label line only where it differs
+        labels = "" if self.label == "fine" else f"\nLabels: {self.label}"
+        return f"{super().extra_repr()}{labels}"
+
+
+def _absent_or_empty(folder: Path) -> bool:
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+
+
+# torchvision's v2 wrapper finds a dataset's factory by its classes; ltfast's CIFAR datasets
+# get the one torchvision's CIFAR10 has (items unchanged, then the transforms).
+WRAPPER_FACTORIES.register(CIFAR10)(WRAPPER_FACTORIES[torchvision.datasets.CIFAR10])
 
 
 class _LongTail(CIFAR10):

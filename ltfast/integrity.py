@@ -8,9 +8,13 @@ their official per-file digests are not published) is not hashed; the reader sti
 its size and every label.
 
 Hashing 180 MB takes about half a second, so a verified file is remembered, keyed on its path,
-size and modification time, in `$XDG_CACHE_HOME/ltfast/verified.json` (default
-`~/.cache/ltfast/`); a file changed since is hashed again. Where the cache cannot be written
-the check simply runs each time.
+inode, size, modification time and status-change time (ctime), in
+`$XDG_CACHE_HOME/ltfast/verified.json` (default `~/.cache/ltfast/`); a file changed since is
+hashed again. The ctime is the key that catches an in-place edit whose size and mtime were put
+back (`os.utime` cannot set it: the kernel sets it to now on every write and every utime), at no
+cost; a chmod or a rename only costs one more hash. What no stat key sees is a write that
+bypasses the file system (a raw block device); delete the cache file to hash every file again.
+Where the cache cannot be written the check simply runs each time.
 """
 
 from __future__ import annotations
@@ -69,29 +73,52 @@ def reference_digests(folder: Path) -> dict[str, str]:
     return {**official, **{str(k): str(v) for k, v in found.items()}}
 
 
+def check_integrity(fpath: str | Path, md5: str | None = None) -> bool:
+    """torchvision's `check_integrity` contract with ltfast's reference: whether `fpath` is a
+    file whose md5 is `md5`, by default its reference digest (a file without one passes).
+    Cached as `verify` is. ltfast.datasets checks every file through this name, so a test
+    harness that patches it (torchvision's does, in the dataset's module) turns the checks off
+    as it does for torchvision's datasets."""
+    path = Path(fpath)
+    if not path.is_file():
+        return False
+    expected = md5 or reference_digests(path.parent).get(path.name)
+    return expected is None or _md5_mismatch(path, expected) is None
+
+
 def verify(paths: list[Path]) -> None:
     """Raises IntegrityError naming the first file whose md5 differs from its reference.
-    Files verified before and unchanged since (same size and modification time) are not
+    Files verified before and unchanged since (same inode, size, mtime and ctime) are not
     hashed again."""
-    cache = _read_cache()
-    changed = False
     for path in paths:
         expected = reference_digests(path.parent).get(path.name)
-        if expected is None:
-            continue
-        stat = path.stat()
-        key = str(path.resolve())
-        stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": expected}
-        if cache.get(key) == stamp:
-            continue
-        found = md5sum(path)
-        if found != expected:
+        found = None if expected is None else _md5_mismatch(path, expected)
+        if found is not None:
             raise IntegrityError(
                 f"{path} is corrupted or was modified: md5 {found}, expected {expected}"
             )
-        cache[key], changed = stamp, True
-    if changed:
-        _write_cache(cache)
+
+
+def _md5_mismatch(path: Path, expected: str) -> str | None:
+    """The md5 of `path` where it is not `expected`, else None; a match is remembered."""
+    stat = path.stat()
+    key = str(path.resolve())
+    stamp = {
+        "inode": stat.st_ino,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "md5": expected,
+    }
+    cache = _read_cache()
+    if cache.get(key) == stamp:
+        return None
+    found = md5sum(path)
+    if found != expected:
+        return found
+    cache[key] = stamp
+    _write_cache(cache)
+    return None
 
 
 def _read_cache() -> dict:

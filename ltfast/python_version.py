@@ -23,6 +23,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,11 @@ import numpy as np
 import torchvision.datasets
 
 from ltfast.download import md5sum
-from ltfast.integrity import IntegrityError, write_manifest
+from ltfast.integrity import IntegrityError, check_integrity, write_manifest
 from ltfast.processes import alive
 from ltfast.synthetic import write_records
+
+Md5Check = Callable[[Path, str], bool]  # (file, expected md5) -> whether it has it
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class PythonVersion:
     meta: str  # the pickle of class names
     names: dict[str, str]  # key of the meta pickle -> binary version's text file
     name_counts: dict[str, int]  # key of the meta pickle -> how many names it holds
+    # Names a python version may lack (torchvision reads only the fine labels, and test
+    # harnesses write only those), each with its label column: without the names, the column
+    # is written as zeros and its names file is left out, so nothing can read it as labels.
+    optional: dict[str, str]
     torchvision_class: type[torchvision.datasets.CIFAR10]  # holds the official md5s
 
     def official_md5(self) -> dict[str, str]:
@@ -65,6 +72,7 @@ VERSIONS = {
         meta="batches.meta",
         names={"label_names": "batches.meta.txt"},
         name_counts={"label_names": 10},
+        optional={},
         torchvision_class=torchvision.datasets.CIFAR10,
     ),
     "cifar-100-binary": PythonVersion(
@@ -78,6 +86,7 @@ VERSIONS = {
             "fine_label_names": "fine_label_names.txt",
         },
         name_counts={"coarse_label_names": 20, "fine_label_names": 100},
+        optional={"coarse_label_names": "coarse_labels"},
         torchvision_class=torchvision.datasets.CIFAR100,
     ),
 }
@@ -91,15 +100,17 @@ def python_folder(root: Path, binary_folder: str) -> Path:
     return root / VERSIONS[binary_folder].folder
 
 
-def convert(root: Path, binary_folder: str, check_integrity: bool = True) -> Path:
-    """Writes `root/binary_folder` from the python version in `root` and returns it. With
-    `check_integrity`, every pickle's md5 must be torchvision's first."""
+def convert(root: Path, binary_folder: str, md5_check: Md5Check | None = check_integrity) -> Path:
+    """Writes `root/binary_folder` from the python version in `root` and returns it, into a
+    folder that is absent or empty. With `md5_check` (None: no check), every pickle's md5
+    must be torchvision's first."""
     version = VERSIONS[binary_folder]
     source, target = root / version.folder, root / binary_folder
-    if check_integrity:
-        _check_md5(source, version)
-    batches = {name: _read_batch(source / name, version) for name in version.batches}
+    if md5_check is not None:
+        _check_md5(source, version, md5_check)
     names = _read_names(source / version.meta, version)
+    absent = {label for key, label in version.optional.items() if key not in names}
+    batches = {name: _read_batch(source / name, version, absent) for name in version.batches}
     _remove_stale_scratch(root)
     try:
         scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=root))
@@ -116,11 +127,10 @@ def convert(root: Path, binary_folder: str, check_integrity: bool = True) -> Pat
         written.mkdir()
         for name, binary in version.batches.items():
             write_records(written / binary, *batches[name])
-        for key, filename in version.names.items():
-            (written / filename).write_text("".join(f"{name}\n" for name in names[key]))
+        for key, found in names.items():
+            (written / version.names[key]).write_text("".join(f"{name}\n" for name in found))
         write_manifest(written, list(version.batches.values()))
-        if not target.exists():  # else another process converted it meanwhile
-            written.rename(target)
+        _put_in_place(written, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(
@@ -131,17 +141,27 @@ def convert(root: Path, binary_folder: str, check_integrity: bool = True) -> Pat
     return target
 
 
-def _check_md5(source: Path, version: PythonVersion) -> None:
+def _put_in_place(written: Path, target: Path) -> None:
+    """Renames the converted folder onto `target`: onto nothing, or onto an empty folder
+    (rename(2) replaces an empty directory); a full one is another process's conversion,
+    done meanwhile, and stays."""
+    try:
+        written.rename(target)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+
+
+def _check_md5(source: Path, version: PythonVersion, md5_check: Md5Check) -> None:
     for name, expected in version.official_md5().items():
         path = source / name
         if not path.is_file():
             raise FileNotFoundError(f"{source} is incomplete: it has no {name}")
-        found = md5sum(path)
-        if found != expected:
+        if not md5_check(path, expected):
             raise IntegrityError(
-                f"{path} is not torchvision's file: md5 {found}, expected {expected}. Delete "
-                f"{source} and download again, or pass check_integrity=False to convert it "
-                f"anyway"
+                f"{path} is not torchvision's file: md5 {md5sum(path)}, expected {expected}. "
+                f"Delete {source} and download again, or pass check_integrity=False to convert "
+                f"it anyway"
             )
 
 
@@ -190,9 +210,11 @@ class CifarUnpickler(pickle.Unpickler):
         if module.startswith(("numpy.core.", "numpy._core.")):
             key = (module.rsplit(".", 1)[1], name)
         if key not in ALLOWED_GLOBALS:
+            tensor = " (a torch tensor: pickle NumPy arrays, as the official files do)"
             raise pickle.UnpicklingError(
-                f"it names {module}.{name}, which a CIFAR pickle never holds: refused without "
-                f"running it; only NumPy arrays, lists, dicts, str and bytes are read"
+                f"it names {module}.{name}{tensor if module.startswith('torch') else ''}, "
+                f"which a CIFAR pickle never holds: refused without running it; only NumPy "
+                f"arrays, lists, dicts, str and bytes are read"
             )
         return ALLOWED_GLOBALS[key]()
 
@@ -210,24 +232,36 @@ def _load(path: Path) -> dict:
     return found
 
 
-def _read_batch(path: Path, version: PythonVersion) -> tuple[np.ndarray, np.ndarray]:
-    """A batch's images (N, 3072) and labels (N, columns), each label in its class range."""
+def _read_batch(
+    path: Path, version: PythonVersion, absent: set[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's images (N, 3072) and labels (N, columns), each label in its class range; the
+    columns in `absent` (whose names the meta lacks) are zeros."""
     label_keys = version.label_keys
     batch = _load(path)
-    missing = [k for k in ("data", *label_keys) if k not in batch]
+    missing = [k for k in ("data", *label_keys) if k not in batch and k not in absent]
     if missing:
         raise ConversionError(f"{path} lacks {', '.join(missing)}")
     images = np.asarray(batch["data"])
-    labels = np.stack([np.asarray(batch[k]) for k in label_keys], axis=1)
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
         raise ConversionError(
             f"{path}: data must be uint8 (N, 3072), got {images.dtype} {images.shape}"
         )
-    if labels.dtype.kind not in "iu" or labels.ndim != 2 or len(labels) != len(images):
+    columns = {
+        k: np.zeros(len(images), np.int64) if k in absent else np.asarray(batch[k])
+        for k in label_keys
+    }
+    wrong = [
+        f"{k} {c.dtype} {c.shape}"
+        for k, c in columns.items()
+        if c.shape != (len(images),) or c.dtype.kind not in "iu"
+    ]
+    if wrong:
         raise ConversionError(
-            f"{path}: {len(labels)} labels for {len(images)} images, or labels that are not "
-            f"integers ({labels.dtype})"
+            f"{path}: labels must be one integer per image ({len(images)} images), got "
+            f"{', '.join(wrong)}"
         )
+    labels = np.stack(list(columns.values()), axis=1)
     for column, (key, classes) in enumerate(zip(label_keys, version.classes, strict=True)):
         bad = np.flatnonzero((labels[:, column] < 0) | (labels[:, column] >= classes))
         if bad.size:
@@ -239,12 +273,14 @@ def _read_batch(path: Path, version: PythonVersion) -> tuple[np.ndarray, np.ndar
 
 
 def _read_names(path: Path, version: PythonVersion) -> dict[str, list[str]]:
-    """The class names of each label column, as many as its classes, one line each."""
+    """The class names of each label column, as many as its classes, one line each; an
+    optional list that the meta lacks is left out."""
     meta = _load(path)
-    missing = [k for k in version.names if not isinstance(meta.get(k), list)]
+    keys = [k for k in version.names if k in meta or k not in version.optional]
+    missing = [k for k in keys if not isinstance(meta.get(k), list)]
     if missing:
         raise ConversionError(f"{path} lacks the class names {', '.join(missing)}")
-    names = {k: [str(name) for name in meta[k]] for k in version.names}
+    names = {k: [str(name) for name in meta[k]] for k in keys}
     for key, found in names.items():
         expected = version.name_counts[key]
         if len(found) != expected or any(not n or "\n" in n for n in found):

@@ -1,36 +1,41 @@
-"""The results tree: finished full-length runs kept as evidence, and the table that sets them
-beside the published figures.
+"""The results tree: finished full-length runs kept as evidence, and the checks that tie them
+to their recipes.
 
     python -m ltfast.results add SWEEP_DIR [--suffix float32] [--recipe NAME] [--results results]
     python -m ltfast.results table [--results results] [--configs configs] [--readme README.md]
         [--plots docs/results]
+    python -m ltfast.results freeze FILE [--configs configs] [--overwrite]
 
-`results/<group>/<recipe>/seed<S>[-<suffix>]/` holds a run's `config.yaml`, `metrics.jsonl`
-and `summary.json`, never its checkpoints; `<group>/<recipe>` names the recipe it was trained
-with, `configs/<group>/<recipe>.yaml`. `add` copies the finished runs of a sweep there (or
-those of the recipes named with --recipe; if a file is already there with other contents,
-nothing is copied unless --overwrite). `table` prints
-the comparison (and with --readme rewrites it in place between the two markers below), with a
-note under it for two results of one experiment (see ltfast.config.experiment); `--plots`
-writes (or replaces) one figure per group, `<group>.png`; and
+`results/<group>/<recipe>/seed<S>[-<suffix>]/` holds a run's `config.yaml`, `dataset.json`,
+`metrics.jsonl` and `summary.json`, never its checkpoints; `<group>/<recipe>` names the recipe
+it was trained with, `configs/<group>/<recipe>.yaml`. `add` copies the finished runs of a sweep
+there (or those of the recipes named with --recipe; if a file is already there with other
+contents, nothing is copied unless --overwrite). `table` prints the comparison that
+ltfast.results_table builds (and with --readme rewrites it in place between the two markers
+below); `--plots` writes (or replaces) one figure per group, `<group>.png`.
 `recipe_differences` says where a result's config strays from its recipe, apart from paths,
-device and numerics, so that the table and the recipes cannot drift apart.
-"""
+device and numerics, so that the table and the recipes cannot drift apart; `freeze` writes
+every recipe's effective config (its YAML over today's defaults) to FILE, so that a test can
+name each recipe a changed default would silently retrain."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ltfast.config import PLACE_AND_OUTPUT, TrainConfig, experiment, from_mapping, load_yaml
-from ltfast.report import have_matplotlib, new_figure, save_figure
-from ltfast.run_folder import CONFIG, METRICS, SUMMARY, RunFolder, SweepFolder
+from ltfast.config import PLACE_AND_OUTPUT, TrainConfig, from_mapping, load_yaml
+from ltfast.report import have_matplotlib
+from ltfast.run_folder import CONFIG, DATASET, METRICS, SUMMARY, RunFolder, SweepFolder
 
-RESULT_FILES = (CONFIG, METRICS, SUMMARY)
+RESULT_FILES = (CONFIG, DATASET, METRICS, SUMMARY)
+# dataset.json (class names and counts of both splits) was first kept with issue 32; a run
+# folder from before may lack it, and its result then does too.
+OPTIONAL = (DATASET,)
 BEGIN = "<!-- ltfast.results table: begin (python -m ltfast.results table --readme README.md) -->"
 END = "<!-- ltfast.results table: end -->"
 SEED_FOLDER = re.compile(r"seed(\d+)(?:-(\w+))?")
@@ -46,6 +51,9 @@ NOT_THE_RECIPE = {
     "compile",
     "seed",
     "init_from",
+    # The published figure belongs to the recipe: correcting it never edits a result.
+    "published_top1",
+    "source",
 }
 
 
@@ -68,7 +76,11 @@ class Result:
         return self.recipe + (f" ({self.suffix})" if self.suffix else "")
 
     def config(self) -> dict:
-        return from_mapping(RunFolder(self.path).read_config(), str(self.path / CONFIG))
+        return from_mapping(self.raw_config(), str(self.path / CONFIG))
+
+    def raw_config(self) -> dict:
+        """config.yaml as written: results from before every field was recorded lack some."""
+        return RunFolder(self.path).read_config()
 
     def summary(self) -> dict:
         return RunFolder(self.path).read_json(SUMMARY)
@@ -129,15 +141,19 @@ def add_sweep(
             _refuse_clashes(run, target)
     for run, target in copies:
         target.mkdir(parents=True, exist_ok=True)
-        for name in RESULT_FILES:
+        for name in _present(run):
             (target / name).write_bytes(run.file(name).read_bytes())
     return [target for _, target in copies]
+
+
+def _present(run: RunFolder) -> list[str]:
+    return [n for n in RESULT_FILES if n not in OPTIONAL or run.file(n).is_file()]
 
 
 def _refuse_clashes(run: RunFolder, target: Path) -> None:
     clashes = [
         name
-        for name in RESULT_FILES
+        for name in _present(run)
         if (target / name).is_file() and (target / name).read_bytes() != run.file(name).read_bytes()
     ]
     if clashes:
@@ -171,124 +187,41 @@ def recipe_differences(result: Result, configs: Path) -> list[str]:
     return found
 
 
-# ----- the table --------------------------------------------------------------------------
+def effective_recipe(path: Path, base: TrainConfig | None = None) -> dict:
+    """What the recipe at `path` trains once every field it leaves out takes `base`'s value
+    (today's defaults): all fields but where it reads and writes."""
+    values = {**dataclasses.asdict(base or TrainConfig()), **load_yaml(path)}
+    trained = dataclasses.asdict(TrainConfig(**values))
+    return {k: v for k, v in trained.items() if k not in PLACE_AND_OUTPUT}
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+def effective_recipes(configs: Path, base: TrainConfig | None = None) -> dict[str, dict]:
+    """Every recipe under `configs`, as `group/recipe`: its effective config."""
+    return {
+        f"{path.parent.name}/{path.stem}": effective_recipe(path, base)
+        for path in sorted(Path(configs).glob("*/*.yaml"))
+    }
 
 
-def table_row(result: Result) -> str:
-    config, summary, metrics = result.config(), result.summary(), result.metrics()
-    published, source = config.get("published_top1"), config.get("source", "")
-    final, best = summary["final"], summary["best"]
-    final_top1, best_top1 = 100 * final["test_top1"], 100 * best["test_top1"]
-    if published is None:
-        published_cell, gap = f"- ({source})" if source else "-", "-"
-    else:
-        published_cell, gap = f"{published:g} ({source})", f"{best_top1 - published:+.2f}"
-    # The epochs' own times add up across resumes (a resumed process's wall_s does not).
-    wall = sum(record["epoch_s"] for record in metrics)
-    machine = summary.get("machine", summary["device"])
-    # The summary's numerics name precision and layout; --compile's fused kernels round
-    # otherwise again, so a compiled run says so too.
-    compiled = "torch.compile" if config.get("compile") else ""
-    threads = f"{summary.get('threads', '?')} thread(s)"
-    how = ", ".join(part for part in (summary.get("numerics"), compiled, threads) if part)
-    return (
-        f"| {result.label} | {published_cell} | {final_top1:.2f} (ep {final['epoch']}) | "
-        f"{best_top1:.2f} (ep {best['epoch']}) | {gap} | {_hours(wall)}, {machine}, {how} |"
-    )
-
-
-def same_experiments(results: list[Result]) -> list[str]:
-    """A note for each result that trained the same experiment as an earlier one of its group
-    (see ltfast.config.experiment): a rerun of one recipe, or one training under two recipes
-    compared with two published figures."""
-    first: dict[tuple[str, str], Result] = {}
-    notes = []
-    for result in results:
-        trained, reason = experiment(TrainConfig(**result.config()))
-        earlier = first.setdefault((result.group, trained), result)
-        if earlier is result:
-            continue
-        if earlier.recipe == result.recipe:
-            notes.append(
-                f"{result.label} repeats the training of {earlier.label}: the two rows differ "
-                f"only in where and how it ran."
-            )
-            continue
-        why = f" ({reason})" if reason else ""
-        notes.append(
-            f"{result.label} trained the same experiment as {earlier.label}{why}: the two "
-            f"rows are two runs of one training, compared with two published figures."
-        )
-    return notes
-
-
-def table(results: list[Result]) -> str:
-    """The Markdown table of `results`, one row each, grouped as found, with a note under it
-    for each result that repeats another's experiment."""
-    lines = []
-    for group in sorted({r.group for r in results}):
-        members = [r for r in results if r.group == group]
-        notes = same_experiments(members)
-        lines += [
-            f"**{group}**, seed 0 unless named; top-1 on the balanced test set (%); gap = best "
-            f"epoch minus published; wall = the epochs' training and evaluation time.",
-            "",
-            "| recipe | published (source) | ltfast final epoch | ltfast best epoch | gap | "
-            "wall time and machine |",
-            "|---|---|---:|---:|---:|---|",
-            *(table_row(r) for r in members),
-            "",
-            *(f"{note}\n" for note in notes),
+def changed_recipes(
+    frozen: dict[str, dict], configs: Path, base: TrainConfig | None = None
+) -> list[str]:
+    """Where the recipes' effective configs differ from `frozen` (see `freeze`): a changed
+    default, a changed recipe, or a recipe added or removed, one line each."""
+    now = effective_recipes(configs, base)
+    found = [f"{name}: only in the frozen recipes" for name in frozen.keys() - now.keys()]
+    found += [f"{name}: not frozen" for name in now.keys() - frozen.keys()]
+    for name in sorted(frozen.keys() & now.keys()):
+        old, new = frozen[name], now[name]
+        found += [
+            f"{name}: {field}: frozen {old.get(field)!r}, now {new.get(field)!r}"
+            for field in sorted(old.keys() | new.keys())
+            if old.get(field) != new.get(field)
         ]
-    return "\n".join(lines).rstrip("\n") or "No results yet."
+    return sorted(found)
 
 
-def plot(results: list[Result], path: Path) -> Path:
-    """One group's results as a figure at `path`: each recipe's best and final epochs beside
-    its published figure, and the test top-1 of every single-stage run by epoch."""
-    figure = new_figure(13, 0.9 + 0.45 * max(len(results), 4))
-    figures, curves = figure.subplots(1, 2, width_ratios=(1, 1.3))
-    rows = range(len(results))
-    labels = [result.label for result in results]
-    for row, result in zip(rows, results, strict=True):
-        summary, config = result.summary(), result.config()
-        published = config.get("published_top1")
-        best, final = (100 * summary[k]["test_top1"] for k in ("best", "final"))
-        figures.plot([final, best], [row, row], color="C0", lw=1, alpha=0.5)
-        first = row == 0  # the first row names each marker in the legend
-        figures.scatter(
-            best, row, color="C0", zorder=3, label="ltfast best epoch" if first else None
-        )
-        figures.scatter(
-            final, row, facecolor="none", edgecolor="C0", zorder=3,
-            label="ltfast final epoch" if first else None,
-        )  # fmt: skip
-        if published is not None:
-            figures.scatter(published, row, marker="x", color="black", zorder=4, label="published")
-        if not config.get("init_from"):
-            records = [r for r in result.metrics() if r.get("test_top1") is not None]
-            curves.plot(
-                [r["epoch"] for r in records],
-                [100 * r["test_top1"] for r in records],
-                lw=1,
-                label=result.label,
-            )
-    handles, names = figures.get_legend_handles_labels()
-    unique = dict(zip(names, handles, strict=True))  # "published" once
-    figures.legend(unique.values(), unique.keys(), fontsize=8, loc="lower left")
-    figures.set_yticks(list(rows), labels)
-    figures.invert_yaxis()
-    figures.set(xlabel="test top-1 (%)", title=f"{results[0].group}: ltfast against published")
-    curves.set(xlabel="epoch", ylabel="test top-1 (%)", title="Single-stage runs by epoch")
-    curves.set_ylim(bottom=max(0.0, curves.get_ylim()[0]))
-    curves.legend(fontsize=7, ncol=2)
-    for axes in (figures, curves):
-        axes.grid(alpha=0.3)
-    return save_figure(figure, path)
+# ----- the README's copy of the table ------------------------------------------------
 
 
 def rewrite_readme(readme: Path, text: str) -> None:
@@ -317,6 +250,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME",
         help="add only this recipe's runs (repeatable; default: every finished run)",
     )
+    freeze = commands.add_parser(
+        "freeze", help="write every recipe's effective config (the recipes test's fixture)"
+    )
+    freeze.add_argument("file", type=Path, help="JSON file to write, e.g. tests/recipes.json")
+    freeze.add_argument("--configs", type=Path, default=Path("configs"), help="recipes folder")
+    freeze.add_argument("--overwrite", action="store_true", help="replace an existing file")
     show = commands.add_parser("table", help="print the table (and rewrite it in --readme)")
     show.add_argument("--configs", type=Path, default=Path("configs"), help="recipes folder")
     show.add_argument("--readme", type=Path, help="rewrite the table between its markers here")
@@ -337,12 +276,21 @@ def main(argv: list[str] | None = None) -> None:
             ):
                 print(folder)
             return
+        if namespace.command == "freeze":
+            if namespace.file.exists() and not namespace.overwrite:
+                raise ResultsError(f"{namespace.file} exists; pass --overwrite to replace it")
+            frozen = effective_recipes(namespace.configs)
+            namespace.file.write_text(json.dumps(frozen, indent=1, sort_keys=True) + "\n")
+            print(f"{namespace.file}: {len(frozen)} recipes")
+            return
+        from ltfast.results_table import plot, rows, table
+
         results = find_results(namespace.results)
         for result in results:
             strays = recipe_differences(result, namespace.configs)
             if strays:
                 print(f"warning: {result.path} strays from its recipe: {strays}", file=sys.stderr)
-        text = table(results)
+        text = table(results, namespace.configs)
         print(text)
         if namespace.readme is not None:
             rewrite_readme(namespace.readme, text)
@@ -350,8 +298,9 @@ def main(argv: list[str] | None = None) -> None:
             if not have_matplotlib():
                 raise ResultsError("--plots needs matplotlib: pip install 'ltfast[plots]'")
             namespace.plots.mkdir(parents=True, exist_ok=True)
-            for group in sorted({r.group for r in results}):
-                members = [r for r in results if r.group == group]
+            everything = rows(results, namespace.configs)
+            for group in sorted({row.first.group for row in everything}):
+                members = [row for row in everything if row.first.group == group]
                 print(plot(members, namespace.plots / f"{group}.png"))
     except (ValueError, OSError) as error:  # ResultsError, RunFolderError and the like
         args.exit(2, f"{args.prog}: error: {error}\n")

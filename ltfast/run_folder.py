@@ -90,6 +90,8 @@ def writable_folder_problem(path: Path) -> str | None:
         return f"{path} is a file, not a folder"
     existing = path
     while not existing.exists():
+        if existing.is_symlink():  # exists() is False for a symlink loop or a missing target
+            return f"{existing} is a symlink that leads nowhere (a loop, or a missing target)"
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is a file, so {path} cannot be a folder"
@@ -248,6 +250,13 @@ class RunFolder:
             raise FolderBusy(f"out: {busy_message(self.path, holder)}")
         if not self.is_run():
             clashes = self.foreign_files()
+            if self.file(MARKER).exists():  # is_run() is False: the marker's name, not a file
+                raise RunFolderError(
+                    f"out: {self.file(MARKER)} is not ltfast's marker file (it is a folder or "
+                    f"another non-file), so {self.path} is not an ltfast run folder; ltfast "
+                    f"does not overwrite what it did not write, even with --overwrite. Choose "
+                    f"another --out, or move it"
+                )
             if clashes:
                 raise RunFolderError(
                     f"out: {self.path} is not an ltfast run folder (it has no {MARKER}) but "

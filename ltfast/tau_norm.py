@@ -29,9 +29,13 @@ from ltfast.run_folder import (
 )
 from ltfast.stages import tau_normalised
 
+# Each tau is a full evaluation of the test split (about a second on a CPU), so a thousand is
+# already a quarter of an hour; more is a typo in start:stop:step, not a sweep.
+MAX_TAUS = 1000
+
 
 def parse_taus(text: str) -> list[float]:
-    """'start:stop:step' (stop included) or 'a,b,c'."""
+    """'start:stop:step' (stop included) or 'a,b,c', at most MAX_TAUS values."""
     try:
         if ":" not in text:
             values = [float(v) for v in text.split(",")]
@@ -39,6 +43,11 @@ def parse_taus(text: str) -> list[float]:
             start, stop, step = (float(v) for v in text.split(":"))
             if step <= 0 or stop < start:
                 raise ValueError
+            if not (stop - start) / step < MAX_TAUS:  # also catches inf and nan
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} gives more than {MAX_TAUS} taus (the most one run evaluates); "
+                    f"use a larger step or a shorter range"
+                )
             count = round((stop - start) / step) + 1
             values = [round(start + i * step, 10) for i in range(count)]
     except ValueError:
@@ -47,6 +56,8 @@ def parse_taus(text: str) -> list[float]:
         ) from None
     if not all(np.isfinite(values)):
         raise argparse.ArgumentTypeError(f"taus must be finite numbers, got {text!r}")
+    if len(values) > MAX_TAUS:
+        raise argparse.ArgumentTypeError(f"{len(values)} taus, more than {MAX_TAUS} (the most)")
     return values
 
 

@@ -42,10 +42,11 @@ from ltfast.download import DownloadError
 from ltfast.losses import ClassLoss
 from ltfast.metrics import FEW_BELOW, MANY_ABOVE
 from ltfast.mixing import Mixture
-from ltfast.numerics import device_name, keep_freed_memory, resolve_precision
+from ltfast.numerics import keep_freed_memory, resolve_precision
 from ltfast.optim import OPTIMIZERS
 from ltfast.parent import end_with_parent
 from ltfast.parts import Parts, build_parts, numerics
+from ltfast.provenance import code, execution
 from ltfast.run_folder import BEST, DATASET, LAST, SUMMARY, RunFolder
 from ltfast.schedules import LR_SCHEDULES
 
@@ -265,7 +266,7 @@ class Trainer:
             **stats,
             **report,
             "epoch_s": time.perf_counter() - start,
-            "numerics": self.numerics.describe(),
+            **execution(self.device, self.numerics),
             "sampler": type(self.sampling.sampler(epoch)).__name__,
             "class_probabilities": self.sampling.class_probabilities(epoch).tolist(),
             "loss": self.config.loss,
@@ -347,6 +348,20 @@ def run_header(trainer: Trainer) -> str:
     )
 
 
+def empty_classes_warning(train_set) -> str | None:
+    """Names the classes the subset left without a training image (an imbalance factor so
+    small that n_max * factor rounds to 0), or None. The losses, weights and samplers count an
+    empty class as one image, so nothing divides by zero, but such a class is never learnt."""
+    empty = [train_set.classes[c] for c in np.flatnonzero(train_set.class_counts == 0)]
+    if not empty:
+        return None
+    return (
+        f"{len(empty)} of {len(train_set.classes)} classes have no training image: "
+        f"{', '.join(empty)}. They cannot be learnt, and the losses, weights and samplers count "
+        f"each as one image; raise --imb-factor to keep at least one"
+    )
+
+
 def summarize(trainer: Trainer, wall_s: float) -> dict:
     keys = ("epoch", "test_top1", "test_balanced_acc", "many", "medium", "few", "ece", "train_loss")
     records = trainer.records
@@ -360,11 +375,11 @@ def summarize(trainer: Trainer, wall_s: float) -> dict:
         "class_counts": trainer.train_set.class_counts.tolist(),
         "parameters": parameter_count(trainer.model),
         "device": str(trainer.device),
-        "machine": device_name(trainer.device),
-        "numerics": trainer.numerics.describe(),
-        "threads": torch.get_num_threads(),
+        **execution(trainer.device, trainer.numerics),
         "processes": trainer.world.size,
         "wall_s": wall_s,
+        "code": code(),
+        "data_files": {**trainer.train_set.digests(), **trainer.test_set.digests()},
         "config": dataclasses.asdict(trainer.config),
     }
 
@@ -479,6 +494,8 @@ def _run(trainer: Trainer, folder: RunFolder, resume: Resume | None, start: floa
     if world.is_main:
         if not config.quiet:
             print(run_header(trainer), file=sys.stderr)
+        if warning := empty_classes_warning(trainer.train_set):  # even when quiet
+            print(f"warning: {warning}", file=sys.stderr)
         folder.write_config(dataclasses.asdict(config))
         if resume is not None and folder.file("metrics.jsonl").is_file():
             folder.read_metrics()  # names a damaged line; the checkpoint's records replace it

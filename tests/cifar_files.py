@@ -93,16 +93,19 @@ def make_cifar100_root(root: Path, per_class: int = 10) -> Path:
     return root
 
 
-def write_python_version(binary_root: Path, root: Path, cifar100: bool = False) -> Path:
+def write_python_version(
+    binary_root: Path, root: Path, cifar100: bool = False, coarse: bool = True
+) -> Path:
     """torchvision's python version (pickles) of the binary files under `binary_root`, written
-    to `root/cifar-10-batches-py/` or `root/cifar-100-python/`; returns `root`."""
+    to `root/cifar-10-batches-py/` or `root/cifar-100-python/`; returns `root`. `coarse=False`
+    leaves CIFAR-100's coarse labels and names out (all torchvision reads is the fine ones)."""
     if cifar100:
         source, folder = binary_root / "cifar-100-binary", root / "cifar-100-python"
         batches, label_bytes = {"train": "train.bin", "test": "test.bin"}, 2
         meta_name = "meta"
         meta = {
             f"{kind}_label_names": (source / f"{kind}_label_names.txt").read_text().split()
-            for kind in ("fine", "coarse")
+            for kind in ("fine", "coarse")[: 2 if coarse else 1]
         }
     else:
         source, folder = binary_root / "cifar-10-batches-bin", root / "cifar-10-batches-py"
@@ -114,10 +117,9 @@ def write_python_version(binary_root: Path, root: Path, cifar100: bool = False) 
         labels, images = reference_decode([source / binary], label_bytes)
         entry: dict = {"batch_label": name, "data": images.reshape(len(images), -1)}
         if cifar100:
-            entry["coarse_labels"], entry["fine_labels"] = (
-                labels[:, 0].tolist(),
-                labels[:, 1].tolist(),
-            )
+            entry["fine_labels"] = labels[:, 1].tolist()
+            if coarse:
+                entry["coarse_labels"] = labels[:, 0].tolist()
         else:
             entry["labels"] = labels[:, 0].tolist()
         (folder / name).write_bytes(pickle.dumps(entry))

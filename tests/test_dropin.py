@@ -5,6 +5,7 @@ long-tail codebases' IMBALANCECIFAR10, and the conversion of a python-version fo
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import numpy as np
@@ -209,6 +210,24 @@ def test_integrity_is_checked_once_per_file_version(roots, monkeypatch):
     assert [p.name for p in hashed[5:]] == ["data_batch_1.bin"]
 
 
+def test_an_in_place_edit_with_size_and_mtime_put_back_is_hashed_again(roots):
+    _, binary = roots
+    ltfast.CIFAR10(binary)  # verified and cached
+    batch = binary / "cifar-10-batches-bin" / "data_batch_2.bin"
+    stamp = batch.stat()
+    with open(batch, "r+b") as file:  # one pixel byte changed in place: same size
+        file.seek(5)
+        byte = file.read(1)
+        file.seek(5)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    import os
+
+    os.utime(batch, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the mtime put back
+    assert batch.stat().st_size == stamp.st_size and batch.stat().st_mtime_ns == stamp.st_mtime_ns
+    with pytest.raises(ltfast.datasets.DatasetError, match=r"data_batch_2\.bin is corrupted"):
+        ltfast.CIFAR10(binary)
+
+
 def test_a_read_only_cache_only_costs_time(roots, monkeypatch, tmp_path):
     _, binary = roots
     blocked = tmp_path / "blocked"
@@ -232,3 +251,93 @@ def test_the_real_cifar10_matches_torchvision(real_cifar10_root, tmp_path, monke
         ours = ltfast.CIFAR10(real_cifar10_root, train=train)  # against the official md5s
         np.testing.assert_array_equal(ours.data, theirs.data)
         assert ours.targets == theirs.targets and ours.classes == theirs.classes
+
+
+def test_cifar100s_repr_is_torchvisions(tmp_path, monkeypatch):
+    binary = make_cifar100_root(tmp_path / "binary")
+    python = write_python_version(binary, tmp_path / "python", cifar100=True)
+    trust_python_version(monkeypatch, python, cifar100=True)
+    for train in (True, False):
+        theirs = torchvision.datasets.CIFAR100(str(python), train=train, target_transform=text)
+        ours = ltfast.CIFAR100(str(binary), train=train, target_transform=text)
+        assert repr(ours) == repr(theirs).replace(str(python), str(binary))
+    coarse = repr(ltfast.CIFAR100(str(binary), label="coarse"))  # what torchvision has not
+    assert coarse.endswith("Split: Train\n    Labels: coarse")
+
+
+def test_a_cifar100_python_version_without_coarse_labels(tmp_path, monkeypatch):
+    binary = make_cifar100_root(tmp_path / "binary")
+    python = write_python_version(binary, tmp_path / "python", cifar100=True, coarse=False)
+    trust_python_version(monkeypatch, python, cifar100=True)
+    for train in (True, False):
+        theirs = torchvision.datasets.CIFAR100(str(python), train=train)
+        ours = ltfast.CIFAR100(str(python), train=train)
+        np.testing.assert_array_equal(ours.data, theirs.data)
+        assert ours.targets == theirs.targets and ours.classes == theirs.classes
+    converted = python / "cifar-100-binary"
+    assert not (converted / "coarse_label_names.txt").exists()  # so nothing reads the zeros
+    with pytest.raises(DatasetError, match=r"cifar-100-binary has no coarse labels: .* fine"):
+        ltfast.CIFAR100(str(python), label="coarse")
+
+
+def test_an_empty_binary_folder_does_not_block_conversion(roots):
+    python, binary = roots
+    (python / "cifar-10-batches-bin").mkdir()  # as left by a tool that made the folder only
+    np.testing.assert_array_equal(ltfast.CIFAR10(python).data, ltfast.CIFAR10(binary).data)
+
+
+def test_a_binary_folder_holding_other_files_is_named_as_what_blocks_conversion(roots):
+    python, _ = roots
+    (python / "cifar-10-batches-bin").mkdir()
+    (python / "cifar-10-batches-bin" / "notes.txt").write_text("a user's file")
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-bin holds other files: move"):
+        ltfast.CIFAR10(python)
+    assert (python / "cifar-10-batches-bin" / "notes.txt").read_text() == "a user's file"
+
+
+def test_torchvisions_v2_wrapper_wraps_ltfasts_datasets(roots):
+    python, binary = roots
+    wrap = torchvision.datasets.wrap_dataset_for_transforms_v2
+    theirs = wrap(torchvision.datasets.CIFAR10(str(python), transform=v2_pipeline()))
+    ours = wrap(ltfast.CIFAR10(binary, transform=v2_pipeline()))
+    assert isinstance(ours, ltfast.CIFAR10) and len(ours) == len(theirs)
+    for (x, y), (tx, ty) in zip(batches(ours, 5), batches(theirs, 5), strict=True):
+        assert torch.equal(x, tx) and torch.equal(y, ty)
+    calls = []
+
+    def joint(image, target):
+        calls.append(1)
+        return v2.functional.horizontal_flip(v2.functional.to_image(image)), target + 100
+
+    plain = ltfast.CIFAR10(binary, transforms=joint)
+    expected = plain[3]
+    calls.clear()
+    wrapped = wrap(plain)
+    image, target = wrapped[3]
+    assert len(calls) == 1  # the wrapper applies the joint transforms, and only once
+    assert torch.equal(image, expected[0]) and target == expected[1]
+    subset = ltfast.LongTailCIFAR10(binary, imb_factor=0.1, output="tensor")
+    wrapped = wrap(subset)  # found through the base class
+    assert torch.equal(wrapped[7][0], subset[7][0]) and wrapped[7][1] == subset[7][1]
+
+
+def test_check_integrity_keeps_torchvisions_contract(roots):
+    _, binary = roots
+    batch = binary / "cifar-10-batches-bin" / "data_batch_1.bin"
+    md5 = hashlib.md5(batch.read_bytes()).hexdigest()
+    check = ltfast.datasets.check_integrity
+    assert check(batch) and check(str(batch), md5)  # its reference (the manifest), or md5
+    assert not check(batch, "0" * 32) and not check(batch.with_name("absent.bin"))
+    content = bytearray(batch.read_bytes())
+    content[9] ^= 1  # a pixel
+    batch.write_bytes(bytes(content))
+    assert not check(batch) and check(batch, hashlib.md5(content).hexdigest())
+
+
+def test_patching_check_integrity_as_torchvisions_harness_does_turns_it_off(tmp_path, monkeypatch):
+    binary = make_cifar10_root(tmp_path / "binary")
+    python = write_python_version(binary, tmp_path / "python")  # md5s not in torchvision's table
+    with pytest.raises(DatasetError, match="is not torchvision's file"):
+        ltfast.CIFAR10(python)
+    monkeypatch.setattr(ltfast.datasets, "check_integrity", lambda *args: True)
+    np.testing.assert_array_equal(ltfast.CIFAR10(python).data, ltfast.CIFAR10(binary).data)

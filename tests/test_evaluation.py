@@ -143,3 +143,14 @@ def test_bad_taus_are_named(text):
 def test_taus_parse_as_documented():
     assert parse_taus("0:2:0.1") == pytest.approx([i / 10 for i in range(21)])
     assert parse_taus("0.5,1") == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("text", ["0:1e12:1", "0:1:1e-300", "0:1000:1", ",".join(["1"] * 1001)])
+def test_a_tau_count_past_the_cap_is_refused_when_parsed(text, capsys):
+    from ltfast.tau_norm import MAX_TAUS, main
+
+    with pytest.raises(SystemExit) as exit_:  # refused by argparse, before any model is read
+        main(["no-such-run", "--taus", text])
+    assert exit_.value.code == 2
+    assert f"more than {MAX_TAUS}" in capsys.readouterr().err
+    assert len(parse_taus("0:999:1")) == MAX_TAUS

@@ -88,6 +88,26 @@ def test_a_stage_2_into_its_own_stage_1_is_refused(trained_run, capsys):
     assert (trained_run / "summary.json").is_file()
 
 
+def test_a_symlink_loop_is_named_not_a_traceback(tmp_path, trained_run, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # a real loop: resolve() raises RuntimeError on Python 3.11
+    for argv, field in (
+        (
+            ["--init-from", str(loop), "--stage2", "crt", "--out", str(tmp_path / "new")],
+            "init_from",
+        ),
+        (["--dataset", "synthetic", "--epochs", "1", "--out", str(loop)], "out"),
+        (["--dataset", "synthetic", "--epochs", "1", "--out", str(loop / "run")], "out"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            train_main(argv)
+        error = capsys.readouterr().err
+        assert exit_.value.code == 2
+        assert f"{field}: {loop}" in error and "loop" in error.split(f"{field}: ")[1]
+        assert "Traceback" not in error
+    assert loop.is_symlink() and not (tmp_path / "new").exists()
+
+
 def test_an_unfinished_run_says_where_it_stopped(tmp_path, trained_run, capsys):
     from ltfast import checkpoint
 

@@ -202,6 +202,10 @@ def test_bad_constructor_arguments(cifar10_files):
         RecordReader(cifar10_files, label_bytes=3)
     with pytest.raises(ValueError, match="at least one file"):
         RecordReader([])
+    with pytest.raises(ValueError, match="path 1 of 1 is empty; expected a CIFAR binary file"):
+        RecordReader("")
+    with pytest.raises(ValueError, match="path 2 of 2 is empty"):
+        RecordReader([cifar10_files[0], ""])
 
 
 # ----- files changed after opening, readers never opened -----------------------------------

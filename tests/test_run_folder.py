@@ -81,6 +81,20 @@ def test_files_with_ltfast_names_in_an_unmarked_folder_are_never_touched(
         assert snapshot(out) == before
 
 
+def test_a_folder_named_like_the_marker_is_named_as_such(tmp_path, data_root, capsys):
+    out = tmp_path / "mine"
+    (out / MARKER).mkdir(parents=True)
+    (out / MARKER / "notes.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        with pytest.raises(SystemExit) as exit_:
+            train(data_root, out, *extra)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{out / MARKER} is not ltfast's marker file (it is a folder" in err
+        assert f"has no {MARKER}" not in err
+        assert snapshot(out) == {f"{MARKER}/notes.txt": b"mine"}
+
+
 def test_an_unmarked_folder_without_clashing_names_is_used_and_its_files_kept(tmp_path, data_root):
     out = tmp_path / "experiments"
     out.mkdir()

@@ -281,3 +281,17 @@ def test_the_cuda_input_format_trains_on_the_cpu(tmp_path, data_root, monkeypatc
     assert all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
     weights = checkpoint.load(tmp_path / "run")["model"]["conv1.weight"]
     assert weights.dtype == torch.float32  # autocast computes in bf16, keeps fp32 weights
+
+
+def test_classes_left_empty_by_the_subset_are_named(tmp_path, capsys):
+    # 60 * 1e-300 ** (c / 9) rounds to 0 for every class but the first: a real empty subset.
+    flags = ["--dataset", "synthetic", "--synthetic-size", "60", "--imb-factor", "1e-300"]
+    summary = main(
+        [*flags, "--epochs", "1", "--batch-size", "32", "--quiet", "--out", str(tmp_path / "run")]
+    )
+    warning = capsys.readouterr().err
+    counts = summary["class_counts"]
+    empty = [c for c, n in enumerate(counts) if n == 0]
+    assert len(empty) == 9 and counts[0] == 60
+    assert "warning: 9 of 10 classes have no training image: automobile, bird, cat" in warning
+    assert np.isfinite(summary["final"]["train_loss"])

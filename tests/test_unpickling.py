@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cifar_files import make_cifar10_root, trust_python_version, write_python_version
 
 import ltfast
@@ -55,6 +56,16 @@ def test_a_crafted_pickle_runs_no_code(python_root, tmp_path, monkeypatch, check
     with pytest.raises(DatasetError, match=r"data_batch_1 .*names posix\.system"):
         ltfast.CIFAR10(python_root, check_integrity=check_integrity)
     assert not marker.exists()
+    assert not (python_root / "cifar-10-batches-bin").exists()
+
+
+def test_a_pickled_torch_tensor_is_the_documented_refusal(python_root):
+    """torchvision's own test data pickles torch tensors; ltfast reads NumPy arrays only."""
+    as_tensor = lambda entry: entry.update(data=torch.from_numpy(entry["data"]))  # noqa: E731
+    rewrite(batch_path(python_root), as_tensor)
+    refusal = r"data_batch_1 .*names torch\..* \(a torch tensor: pickle NumPy arrays"
+    with pytest.raises(DatasetError, match=refusal):
+        ltfast.CIFAR10(python_root, check_integrity=False)
     assert not (python_root / "cifar-10-batches-bin").exists()
 
 
