@@ -6,7 +6,11 @@ long-tail codebases' IMBALANCECIFAR10, and the conversion of a python-version fo
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -341,3 +345,47 @@ def test_patching_check_integrity_as_torchvisions_harness_does_turns_it_off(tmp_
         ltfast.CIFAR10(python)
     monkeypatch.setattr(ltfast.datasets, "check_integrity", lambda *args: True)
     np.testing.assert_array_equal(ltfast.CIFAR10(python).data, ltfast.CIFAR10(binary).data)
+
+
+TORCHVISION_SUBCLASSES = """
+import numpy as np
+import {module} as upstream
+import ltfast
+
+
+def numpy_batch(self, root, name, num_images):
+    # The official files pickle NumPy arrays; the harness pickles a torch tensor, which
+    # ltfast refuses to unpickle (a deliberate difference, see the README).
+    rng = np.random.RandomState(0)
+    data = rng.randint(0, 256, size=(num_images, 32 * 32 * 3), dtype=np.uint8)
+    labels = rng.randint(0, self._VERSION_CONFIG["num_categories"], size=num_images).tolist()
+    content = {{"data": data, self._VERSION_CONFIG["labels_key"]: labels}}
+    self._create_binary_file(root, name, content)
+
+
+class TestLtfastCIFAR10(upstream.CIFAR10TestCase):
+    DATASET_CLASS = ltfast.CIFAR10
+    _create_batch_file = numpy_batch
+
+
+class TestLtfastCIFAR100(upstream.CIFAR100):
+    DATASET_CLASS = ltfast.CIFAR100
+    _create_batch_file = numpy_batch
+"""
+
+
+def test_torchvisions_own_cifar_test_classes_pass(tmp_path):
+    """torchvision's CIFAR10TestCase and CIFAR100 (its test/ folder: datasets_utils.py and a
+    module holding the two classes, test_datasets.py by default), with DATASET_CLASS set to
+    ltfast's. Not vendored: LTFAST_TORCHVISION_TESTS points at a copy of that folder."""
+    folder = os.environ.get("LTFAST_TORCHVISION_TESTS")
+    if not folder:
+        pytest.skip("LTFAST_TORCHVISION_TESTS is not set: no copy of torchvision's test/ folder")
+    module = os.environ.get("LTFAST_TORCHVISION_CIFAR_MODULE", "test_datasets")
+    test = tmp_path / "test_ltfast_cifar.py"
+    test.write_text(TORCHVISION_SUBCLASSES.format(module=module))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([folder, os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert re.search(r"^14 passed", done.stdout, re.MULTILINE)  # 7 tests a class, no skip
