@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,7 @@ from ltfast.parent import child_environment
 from ltfast.run_folder import SUMMARY, RunFolder, SweepFolder
 
 POLL_S = 0.2
+LOG_TAIL = 5  # lines of a failed run's log that --status shows
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Job:
     recipe: Recipe
     seed: int
     folder: Path
+    stage1: Path | None = None  # the run folder a two-stage recipe starts from
     process: subprocess.Popen | None = None
     outcome: str = ""  # "", "waiting", "done", "failed", "skipped", "stopped"
 
@@ -130,14 +133,98 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return checked
 
 
+def jobs_of(folder: SweepFolder, recipes: list[Recipe], plan: dict) -> list[Job]:
+    """Every recipe times every seed, each with its run folder (and its stage 1's)."""
+    return [
+        Job(
+            recipe,
+            seed,
+            folder.run(recipe.name, seed),
+            None if recipe.after is None else folder.run(recipe.after, seed),
+        )
+        for recipe in recipes
+        for seed in plan["seeds"]
+    ]
+
+
+def training_command(job: Job, plan: dict) -> list[str] | None:
+    """The ltfast.train command that finishes `job` from where its run folder stands, or None
+    when it has finished."""
+    train = [sys.executable, "-m", "ltfast.train", "--quiet"]
+    folder = RunFolder(job.folder)
+    if folder.file(SUMMARY).is_file():
+        return None
+    if folder.has_checkpoint():
+        return [*train, "--resume", str(job.folder)]
+    command = [*train, "--config", str(job.recipe.path), "--out", str(job.folder)]
+    command += ["--seed", str(job.seed), *override_flags(plan["set"])]
+    if plan["vary_subset"]:
+        command += ["--subset-seed", str(job.seed)]
+    if job.stage1 is not None:
+        command += ["--init-from", str(job.stage1)]
+    if folder.path.is_dir() and folder.is_run():  # killed before its first checkpoint
+        command.append("--overwrite")
+    return command
+
+
+@dataclass
+class RunState:
+    """What --status says of one run."""
+
+    job: Job
+    state: str  # finished, running, interrupted, not started; on Slurm also pending, failed,
+    # blocked (waiting on a stage 1 that failed) and not submitted
+    job_id: str | None = None
+    detail: str = ""
+
+
+def local_state(job: Job) -> RunState:
+    """A run's state from its folder alone (the local launcher)."""
+    folder = RunFolder(job.folder)
+    if folder.file(SUMMARY).is_file():
+        return RunState(job, "finished", detail=figure(folder.file(SUMMARY)))
+    holder = folder.lock.busy() if folder.path.is_dir() else None
+    if holder is not None:
+        return RunState(job, "running", detail=holder)
+    if folder.has_checkpoint():
+        return RunState(job, "interrupted", detail="resumes from last.pt on a rerun")
+    return RunState(job, "not started")
+
+
+def figure(summary: Path) -> str:
+    try:
+        final = json.loads(summary.read_text())["final"]
+        return f"final top-1 {100 * final['test_top1']:.2f} at epoch {final['epoch']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "summary.json unreadable"
+
+
+def log_tail(folder: SweepFolder, job: Job) -> str:
+    log = folder.log(job.recipe.name, job.seed)
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"no log at {log}"
+    return "\n".join([f"the end of {log}:", *lines[-LOG_TAIL:]])
+
+
+def status_lines(states: list[RunState]) -> list[str]:
+    lines = []
+    for run in states:
+        where = f" (job {run.job_id})" if run.job_id else ""
+        head = f"{run.job.recipe.name} seed {run.job.seed}{where}: {run.state}"
+        detail = run.detail.splitlines()
+        if run.state == "failed":
+            lines += [head, *("    " + line for line in detail)]
+        else:
+            lines.append(head + (f" ({detail[0]})" if detail and detail[0] != run.state else ""))
+    return lines
+
+
 class Sweep:
     def __init__(self, folder: SweepFolder, recipes: list[Recipe], plan: dict, jobs: int):
         self.folder, self.plan, self.jobs = folder, plan, jobs
-        self.queue = [
-            Job(recipe, seed, folder.run(recipe.name, seed))
-            for recipe in recipes
-            for seed in plan["seeds"]
-        ]
+        self.queue = jobs_of(folder, recipes, plan)
         self.stop_signal: int | None = None
 
     # ----- one run ------------------------------------------------------------------------
@@ -150,23 +237,7 @@ class Sweep:
         )
 
     def command(self, job: Job) -> list[str] | None:
-        """The ltfast.train command that finishes `job`, or None when it has finished."""
-        train = [sys.executable, "-m", "ltfast.train", "--quiet"]
-        folder = RunFolder(job.folder)
-        if folder.file(SUMMARY).is_file():
-            return None
-        if folder.has_checkpoint():
-            return [*train, "--resume", str(job.folder)]
-        command = [*train, "--config", str(job.recipe.path), "--out", str(job.folder)]
-        command += ["--seed", str(job.seed), *override_flags(self.plan["set"])]
-        if self.plan["vary_subset"]:
-            command += ["--subset-seed", str(job.seed)]
-        stage1 = self.stage1_of(job)
-        if stage1 is not None:
-            command += ["--init-from", str(stage1.folder)]
-        if folder.path.is_dir() and folder.is_run():  # killed before its first checkpoint
-            command.append("--overwrite")
-        return command
+        return training_command(job, self.plan)
 
     def start(self, job: Job, bar: tqdm) -> bool:
         """Starts what is left of `job`; False when nothing is (it finished meanwhile)."""
@@ -344,7 +415,113 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="each seed also draws its own long-tailed subset (subset_seed = seed)",
     )
+    args.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: the runs are child processes of this one (default); slurm: each run is "
+        "a task of a Slurm job array, submitted through submitit, and this command returns",
+    )
+    args.add_argument(
+        "--status",
+        action="store_true",
+        help="print each run's state (finished with its figure, running, pending, failed with "
+        "its log's end, requeued N times) and exit; starts and submits nothing",
+    )
+    slurm = args.add_argument_group("Slurm (with --launcher slurm)")
+    slurm.add_argument("--slurm-partition", help="partition (default: the cluster's)")
+    slurm.add_argument(
+        "--slurm-time", default="24:00:00", help="time limit: minutes or [D-]HH:MM[:SS]"
+    )
+    slurm.add_argument(
+        "--slurm-gpus-per-task",
+        type=int,
+        default=0,
+        help="GPUs of each training, one torch.distributed rank each (default: 0)",
+    )
+    slurm.add_argument("--slurm-cpus-per-task", type=int, help="CPUs of each rank")
+    slurm.add_argument("--slurm-mem", help="memory of each training's node, e.g. 16G")
+    slurm.add_argument(
+        "--slurm-array-parallelism", type=int, default=256, help="array tasks running at once"
+    )
+    slurm.add_argument("--slurm-account", help="account to charge")
+    slurm.add_argument("--slurm-qos", help="quality of service")
+    slurm.add_argument(
+        "--slurm-extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm-extra constraint=a100",
+    )
     return args
+
+
+def slurm_options(namespace: argparse.Namespace, args: argparse.ArgumentParser):
+    """The --slurm-* flags, checked; refused with --launcher local, where they would be lost."""
+    from ltfast.slurm import SlurmOptions, minutes
+
+    names = [a.dest for a in args._actions if a.dest.startswith("slurm_")]
+    given = [n for n in names if getattr(namespace, n) != args.get_default(n)]
+    if namespace.launcher != "slurm":
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise ValueError(f"{flags}: only with --launcher slurm")
+        return None
+    for name in ("slurm_gpus_per_task", "slurm_cpus_per_task", "slurm_array_parallelism"):
+        value, low = getattr(namespace, name), 0 if name == "slurm_gpus_per_task" else 1
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    extra = {}
+    for pair in namespace.slurm_extra:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--slurm-extra takes KEY=VALUE, got {pair!r}")
+        extra[name.strip().replace("-", "_")] = value
+    return SlurmOptions(
+        partition=namespace.slurm_partition,
+        time_min=minutes(namespace.slurm_time),
+        gpus_per_task=namespace.slurm_gpus_per_task,
+        cpus_per_task=namespace.slurm_cpus_per_task,
+        mem=namespace.slurm_mem,
+        array_parallelism=namespace.slurm_array_parallelism,
+        account=namespace.slurm_account,
+        qos=namespace.slurm_qos,
+        extra=extra,
+    )
+
+
+def print_status(folder: SweepFolder, recipes: list[Recipe], plan: dict, launcher: str) -> None:
+    """--status: each run's state, for the plan this folder holds."""
+    if folder.is_sweep() and folder.read_plan() != plan:
+        raise ValueError(f"out: {folder.path} holds a sweep of another plan")
+    jobs = jobs_of(folder, recipes, plan)
+    if launcher == "slurm":
+        from ltfast.slurm import observe
+
+        states = observe(folder, jobs)
+    else:
+        states = [local_state(job) for job in jobs]
+    print("\n".join(status_lines(states)))
+
+
+def launch_on_slurm(folder: SweepFolder, recipes: list[Recipe], plan: dict, options) -> None:
+    """Submits what is left of the sweep, or writes the table once every run has finished."""
+    from ltfast.slurm import observe, submit
+
+    folder = SweepFolder(folder.path.resolve())  # the tasks may start in another folder
+    states = observe(folder, jobs_of(folder, recipes, plan))
+    if all(state.state == "finished" for state in states):
+        from ltfast.report import write_sweep_report
+
+        written = write_sweep_report(folder.path)
+        print(f"every run has finished; summary: {', '.join(map(str, written))}")
+        return
+    count = submit(folder, plan, states, options, print)
+    left = sum(state.state in ("pending", "running") for state in states)
+    print(
+        f"{count} runs submitted, {left} still queued or running; `--status` tells where they "
+        f"are, and the same command again submits what failed and, at the end, writes the table"
+    )
 
 
 def main(argv: list[str] | None = None) -> list[Job]:
@@ -356,15 +533,27 @@ def main(argv: list[str] | None = None) -> list[Job]:
             raise ValueError(f"--jobs must be >= 1, got {namespace.jobs}")
         if len(set(namespace.seeds)) < len(namespace.seeds) or min(namespace.seeds) < 0:
             raise ValueError(f"--seeds must be distinct and >= 0, got {namespace.seeds}")
+        options = slurm_options(namespace, args)
         recipes = read_recipes(namespace.configs)
         overrides = parse_overrides(namespace.set)
         plan = make_plan(recipes, namespace.seeds, overrides, namespace.vary_subset)
+        if namespace.status:
+            print_status(folder, recipes, plan, namespace.launcher)
+            return []
         warnings = check_recipes(recipes, folder, plan)
         folder.claim(plan)
     except (ValueError, OSError) as error:
         args.exit(2, f"{args.prog}: error: {error}\n")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if options is not None:
+        try:
+            launch_on_slurm(folder, recipes, plan, options)
+        except (ValueError, OSError) as error:
+            args.exit(1, f"{args.prog}: error: {error}\n")
+        finally:
+            folder.release()
+        return []
     try:
         sweep = Sweep(folder, recipes, plan, namespace.jobs)
         jobs = sweep.run()

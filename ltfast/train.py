@@ -416,7 +416,8 @@ def print_summary(summary: dict, out: Path) -> None:
 
 class StopOnSignal:
     """SIGINT / SIGTERM ask the trainer to stop after the current step; a second Ctrl-C
-    interrupts at once."""
+    interrupts at once. So does SIGUSR2, Slurm's warning before preemption or the time limit
+    as submitit asks for it (see ltfast.slurm), whose default action would kill the run."""
 
     def __init__(self, trainer: Trainer):
         self.trainer, self.signal = trainer, None
@@ -427,7 +428,7 @@ class StopOnSignal:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __enter__(self) -> StopOnSignal:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
             self.previous[signum] = signal.signal(signum, self._handle)
         return self
 

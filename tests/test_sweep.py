@@ -212,3 +212,18 @@ def test_a_sweep_warns_of_a_repeated_experiment_and_runs_it(tmp_path, capsys, mo
     main([str(folder / "a.yaml"), str(folder / "b.yaml"), "--out", str(tmp_path / "sweep")])
     assert "warning: b trains the same experiment as a" in capsys.readouterr().err
     assert ran == [2]
+
+
+def test_status_tells_each_runs_state_and_starts_nothing(tmp_path, data_root, capsys):
+    configs, out = write_configs(tmp_path / "configs"), tmp_path / "sweep"
+    arguments = [*map(str, configs), "--seeds", "0", "1", "--out", str(out), "--status"]
+    main([*arguments, "--set", f"data_root={data_root}"])
+    assert capsys.readouterr().out.splitlines() == [
+        f"{name} seed {seed}: not started" for name in ("ce", "crt") for seed in (0, 1)
+    ]
+    assert not out.exists()
+    main(sweep_command(configs, out, data_root)[3:])  # the whole sweep, in-process
+    capsys.readouterr()
+    main([*arguments, "--set", f"data_root={data_root}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all(": finished (final top-1 " in line for line in lines)
