@@ -102,8 +102,6 @@ class Training:
     """One run of the sweep as a Slurm task: picklable, so submitit can ship it. The command
     is decided when the task starts, from its run folder, so a requeued task resumes."""
 
-    name: str  # recipe name
-    seed: int
     sweep: Path
     job: Job  # without its process
     plan: dict
@@ -115,10 +113,11 @@ class Training:
 
         environment = submitit.JobEnvironment()
         folder = SweepFolder(self.sweep)
+        name = f"{self.job.recipe.name} seed {self.job.seed}"
         command = training_command(self.job, self.plan)
         if command is None:
-            return f"{self.name} seed {self.seed}: finished"
-        log = folder.log(self.name, self.seed)
+            return f"{name}: finished"
+        log = folder.log(self.job.recipe.name, self.job.seed)
         log.parent.mkdir(parents=True, exist_ok=True)
         env = child_environment({**os.environ, **rank_environment(environment)})
         if "SLURM_CPUS_PER_TASK" in env:  # the threads of what this rank was given
@@ -133,8 +132,8 @@ class Training:
         if code in STOPPED:  # by a signal, with last.pt: give the preemption signal its time
             time.sleep(PREEMPT_GRACE_S)  # (its handler requeues the task and exits from here)
         if code != 0:
-            raise RuntimeError(f"{self.name} seed {self.seed}: ltfast.train exit {code}; see {log}")
-        return f"{self.name} seed {self.seed}: finished"
+            raise RuntimeError(f"{name}: ltfast.train exit {code}; see {log}")
+        return f"{name}: finished"
 
     def _wait(self) -> int:
         """Waits for the training from a thread, so that the preemption handler, which runs
@@ -321,4 +320,4 @@ def submit(
 
 
 def task(folder: SweepFolder, plan: dict, job: Job) -> Training:
-    return Training(job.recipe.name, job.seed, folder.path, replace(job, process=None), plan)
+    return Training(folder.path, replace(job, process=None), plan)

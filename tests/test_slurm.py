@@ -75,7 +75,8 @@ def wait_for(check, what: str) -> None:
 
 
 def epochs(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines() if run.exists() else []
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
     return [{k: json.loads(line)[k] for k in EPOCH_FIELDS} for line in lines]
 
 
