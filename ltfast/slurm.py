@@ -295,7 +295,7 @@ def submit(
 
     run = executor(folder, options)
     free = [j for j in todo if not stage1_key(j) or stage1_key(j) in finished]
-    submitted = run.submit_array([task(folder, plan, j) for j in free]) if free else []
+    submitted = refused_as_error(run.submit_array, [task(folder, plan, j) for j in free])
     for job, handle in zip(free, submitted, strict=True):
         active[key(job.recipe.name, job.seed)] = handle.job_id
     waiting = [j for j in todo if j not in free]
@@ -306,7 +306,7 @@ def submit(
             raise ValueError(f"no stage 1 job to wait on for {names}")
         for job in ready:
             run.update_parameters(dependency=f"afterok:{active[stage1_key(job)]}")
-            handle = run.submit(task(folder, plan, job))
+            handle = refused_as_error(run.submit, task(folder, plan, job))
             active[key(job.recipe.name, job.seed)] = handle.job_id
             submitted.append(handle)
             waiting.remove(job)
@@ -317,6 +317,21 @@ def submit(
         say(f"submitted {job.recipe.name} seed {job.seed} as Slurm job {entry['job_id']}")
     write_jobs(folder, recorded)
     return len(todo)
+
+
+def refused_as_error(submit: Callable[[Any], Any], what: Any) -> Any:
+    """sbatch's refusal (an unknown partition, a time over the limit) as a ValueError that
+    quotes it; nothing is recorded for what was refused."""
+    from submitit.core.utils import FailedJobError
+
+    if what == []:
+        return []
+    try:
+        return submit(what)
+    except FailedJobError as error:
+        raise ValueError(f"Slurm refused the submission: {' '.join(str(error).split())}") from None
+    except FileNotFoundError as error:
+        raise ValueError(f"--launcher slurm: {error.filename} is not on PATH") from None
 
 
 def task(folder: SweepFolder, plan: dict, job: Job) -> Training:

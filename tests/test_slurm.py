@@ -225,3 +225,14 @@ def test_each_rank_of_a_multi_gpu_task_gets_torch_distributeds_environment(monke
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_PROCID", "0")
     assert rank_environment(submitit.JobEnvironment()) == {}
+
+
+def test_what_sbatch_refuses_is_quoted_and_nothing_is_recorded(cluster, tmp_path):
+    config = tmp_path / "ce.yaml"
+    config.write_text(yaml.safe_dump(STAGE1))
+    out = tmp_path / "sweep"
+    refused = sweep(out, [config], "--slurm-partition", "no-such-partition")
+    assert refused.returncode == 1
+    assert "Slurm refused the submission: sbatch: error: invalid partition" in refused.stderr
+    assert not (out / "slurm" / "jobs.json").exists()
+    assert set(status(out, [config]).values()) == {"not submitted"}
