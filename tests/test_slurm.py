@@ -143,9 +143,16 @@ def test_a_sweep_on_slurm_finishes_survives_preemption_and_resubmits_what_failed
     again = sweep(out, configs)  # nothing to submit: the table is written
     assert again.returncode == 0, again.stderr
     assert "submitted " not in again.stdout and "every run has finished" in again.stdout
-    assert (out / "summary.md").is_file() and (
-        out / "slurm" / "jobs.json"
-    ).read_text() == jobs_before
+    assert (out / "summary.md").is_file()
+    assert (out / "slurm" / "jobs.json").read_text() == jobs_before
+
+    results = tmp_path / "results"  # a Slurm sweep as a local one (folder: the configs')
+    add = [sys.executable, "-m", "ltfast.results", "add", str(out), "--results", str(results)]
+    assert subprocess.run(add, capture_output=True).returncode == 0
+    copied = sorted(p.parent.relative_to(results) for p in results.glob("**/summary.json"))
+    assert [str(p) for p in copied] == [
+        f"{tmp_path.name}/{name}/seed{seed}" for name in ("ce", "crt") for seed in (0, 1)
+    ]
 
 
 @pytest.mark.slow
