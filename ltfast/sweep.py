@@ -429,23 +429,32 @@ def parser() -> argparse.ArgumentParser:
         "its log's end, requeued N times) and exit; starts and submits nothing",
     )
     slurm = args.add_argument_group("Slurm (with --launcher slurm)")
-    slurm.add_argument("--slurm-partition", help="partition (default: the cluster's)")
+    slurm.add_argument("--slurm-partition", metavar="NAME", help="default: the cluster's")
     slurm.add_argument(
-        "--slurm-time", default="24:00:00", help="time limit: minutes or [D-]HH:MM[:SS]"
+        "--slurm-time",
+        default="24:00:00",
+        metavar="TIME",
+        help="each training's time limit, as sbatch takes it: M, M:S, H:M:S or D-H[:M[:S]] "
+        "(default: 24:00:00)",
     )
     slurm.add_argument(
         "--slurm-gpus-per-task",
         type=int,
         default=0,
+        metavar="N",
         help="GPUs of each training, one torch.distributed rank each (default: 0)",
     )
-    slurm.add_argument("--slurm-cpus-per-task", type=int, help="CPUs of each rank")
-    slurm.add_argument("--slurm-mem", help="memory of each training's node, e.g. 16G")
+    slurm.add_argument("--slurm-cpus-per-task", type=int, metavar="N", help="CPUs of each rank")
+    slurm.add_argument("--slurm-mem", metavar="MEM", help="memory of each training, e.g. 16G")
     slurm.add_argument(
-        "--slurm-array-parallelism", type=int, default=256, help="array tasks running at once"
+        "--slurm-array-parallelism",
+        type=int,
+        default=256,
+        metavar="N",
+        help="array tasks running at once (default: 256)",
     )
-    slurm.add_argument("--slurm-account", help="account to charge")
-    slurm.add_argument("--slurm-qos", help="quality of service")
+    slurm.add_argument("--slurm-account", metavar="NAME", help="account to charge")
+    slurm.add_argument("--slurm-qos", metavar="NAME", help="quality of service")
     slurm.add_argument(
         "--slurm-extra",
         action="append",
